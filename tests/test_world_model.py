@@ -1,0 +1,246 @@
+"""WorldModel: rollouts, energy, official checkpoint loading, save/load, bad input."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+import torch
+
+from vjepa2_ac.checkpoint import CheckpointError
+from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.world_model import WorldModel, infer_predictor_config, normalize_reps
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def wm(official_small):
+    p = ACPredictor(ACPredictorConfig(**official_small["predictor_config"])).eval()
+    p.load_official_state_dict(official_small["checkpoint"]["predictor"])
+    return WorldModel(None, p)
+
+
+def context(d, samples):
+    z0 = d["encoder_tokens"][0:1, 0:1].expand(samples, -1, -1, -1)
+    s0 = d["states_real"][0].view(1, 1, 7).expand(samples, -1, -1)
+    goal = d["encoder_tokens"][0:1, 1:2]
+    return z0, s0, goal
+
+
+@torch.no_grad()
+def test_teacher_forcing_matches_official(wm, official_small):
+    d = official_small
+    out = wm.predict(d["encoder_tokens"], d["actions"], d["states"])
+    torch.testing.assert_close(out, d["predictor_out_normalized"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(normalize_reps(d["encoder_tokens_raw"]), d["encoder_tokens"], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_one_step_energy_landscape_matches_official(wm, official_small):
+    d = official_small
+    actions = d["landscape_actions"][:, None]
+    z0, s0, goal = context(d, len(actions))
+    zr, sr = wm.rollout(z0, s0, actions)
+    energy = wm.energy(zr, goal)
+    torch.testing.assert_close(energy, d["landscape_energy"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(sr[:, 0], d["landscape_next_poses"], atol=ATOL, rtol=0)
+    assert energy.argmin() == d["landscape_energy"].argmin()
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@torch.no_grad()
+def test_two_step_rollouts_match_official(wm, official_small, use_cache):
+    d = official_small
+    z0, s0, goal = context(d, len(d["rollout_actions"]))
+    zr, sr = wm.rollout(z0, s0, d["rollout_actions"], use_cache=use_cache)
+    assert zr.shape == (8, 2, 16, 128) and sr.shape == (8, 2, 7)
+    torch.testing.assert_close(zr, d["rollout_latents"][:, 1:], atol=ATOL, rtol=0)
+    torch.testing.assert_close(sr, d["rollout_poses"][:, 1:], atol=ATOL, rtol=0)
+    torch.testing.assert_close(wm.energy(zr[:, -1:], goal), d["rollout_energy"], atol=ATOL, rtol=0)
+
+
+@torch.no_grad()
+def test_cached_rollout_equals_full_recompute_with_longer_context(wm, official_small):
+    d = official_small
+    z0, s0 = d["encoder_tokens"][:, :2], d["states"][:, :2]  # T0 = 2 context frames
+    actions = torch.cat([d["actions"], torch.randn(3, 1, 7) * 0.05], 1)  # 1 known + 4 new -> H = 4
+    cached = wm.rollout(z0, s0, actions)
+    full = wm.rollout(z0, s0, actions, use_cache=False)
+    assert cached[0].shape == (3, 4, 16, 128)
+    torch.testing.assert_close(cached[0], full[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(cached[1], full[1], atol=0, rtol=0)
+    chunked = wm.rollout(z0, s0, actions, chunk_size=2)
+    torch.testing.assert_close(chunked[0], cached[0], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_memory_budget_chunks_and_gives_same_result(official_small):
+    d = official_small
+    p = ACPredictor(ACPredictorConfig(**official_small["predictor_config"])).eval()
+    p.load_official_state_dict(d["checkpoint"]["predictor"])
+    per_sample = WorldModel(None, p).rollout_bytes_per_sample(2)
+    budget = WorldModel(None, p, memory_budget_mb=3 * per_sample / 2**20)
+    assert budget.auto_chunk_size(8, 2) == 3
+    z0, s0, goal = context(d, 8)
+    a = budget.rollout(z0, s0, d["rollout_actions"])[0]
+    b = WorldModel(None, p).rollout(z0, s0, d["rollout_actions"])[0]
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_rollout_is_differentiable_in_actions(wm, official_small):
+    d = official_small
+    z0, s0, goal = context(d, 4)
+    actions = (d["rollout_actions"][:4].clone()).requires_grad_(True)
+    zr, _ = wm.rollout(z0, s0, actions)
+    wm.energy(zr[:, -1:], goal).sum().backward()
+    assert actions.grad is not None and torch.isfinite(actions.grad).all() and actions.grad.abs().sum() > 0
+
+
+@torch.no_grad()
+def test_bf16_autocast_rollout_is_close(wm, official_small):
+    d = official_small
+    actions = d["landscape_actions"][:, None]
+    z0, s0, goal = context(d, len(actions))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        zr, sr = wm.rollout(z0, s0, actions)
+        energy = wm.energy(zr, goal)
+    assert zr.dtype == torch.float32 and sr.dtype == torch.float32
+    torch.testing.assert_close(energy, d["landscape_energy"], atol=1e-2, rtol=0)
+    torch.testing.assert_close(sr[:, 0], d["landscape_next_poses"], atol=1e-6, rtol=0)
+
+
+def test_energy_shapes(wm):
+    z = torch.randn(5, 1, 16, 128)
+    g = torch.randn(1, 1, 16, 128)
+    e = wm.energy(z, g)
+    assert e.shape == (5,)
+    torch.testing.assert_close(e, (z - g).abs().mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(wm.energy(z, g.expand(5, -1, -1, -1)), e)
+    from vjepa2_ac.world_model import latent_l1
+
+    torch.testing.assert_close(latent_l1(z, g, rows_per_chunk=2), e)
+    with pytest.raises(ValueError, match="one frame per sample"):
+        wm.energy(torch.randn(5, 2, 16, 128), g)
+    with pytest.raises(ValueError, match="does not match"):
+        wm.energy(z, torch.randn(3, 1, 16, 128))
+
+
+def test_bad_rollout_inputs(wm, official_small):
+    d = official_small
+    z0, s0, _ = context(d, 2)
+    good = torch.zeros(2, 2, 7)
+    with pytest.raises(ValueError, match=r"z0 must be latents \[B, T, N=16, D=128\]"):
+        wm.rollout(z0[..., :64], s0, good)
+    with pytest.raises(ValueError, match=r"s0 must have shape \[2, 1, 7\]"):
+        wm.rollout(z0, s0[..., :6], good)
+    with pytest.raises(ValueError, match="actions must be"):
+        wm.rollout(z0, s0, torch.zeros(2, 2, 6))
+    bad = good.clone()
+    bad[1, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match="actions contains NaN or inf"):
+        wm.rollout(z0, s0, bad)
+    s_bad = s0.clone()
+    s_bad[0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="s0 contains NaN or inf"):
+        wm.rollout(z0, s_bad, good)
+    with pytest.raises(ValueError, match="exceeds the predictor's 8 time steps"):
+        wm.rollout(z0, s0, torch.zeros(2, 9, 7))
+    with pytest.raises(RuntimeError, match="no encoder"):
+        wm.encode(torch.zeros(1, 64, 64, 3, dtype=torch.uint8))
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def test_official_checkpoint_latent_only(tmp_path, official_small):
+    path = tmp_path / "ac.pt"
+    torch.save(official_small["checkpoint"], path)
+    wm = WorldModel.from_official_checkpoint(path, predictor_config=official_small["predictor_config"],
+                                             load_encoder=False)
+    with torch.no_grad():
+        out = wm.predict(official_small["encoder_tokens"], official_small["actions"], official_small["states"])
+    torch.testing.assert_close(out, official_small["predictor_out_normalized"], atol=ATOL, rtol=0)
+    assert not any(p.requires_grad for p in wm.predictor.parameters())
+
+
+def test_infer_predictor_config_from_weights(official_small):
+    from vjepa2_ac.checkpoint import strip_official_prefixes
+
+    cfg = infer_predictor_config(strip_official_prefixes(official_small["checkpoint"]["predictor"]),
+                                 num_heads=2, img_size=64, num_frames=16)
+    assert cfg == ACPredictorConfig(**official_small["predictor_config"])
+
+
+def test_truncated_and_missing_checkpoint_files(tmp_path, official_small):
+    path = tmp_path / "ac.pt"
+    torch.save(official_small["checkpoint"], path)
+    data = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.pt.*truncated or corrupt"):
+        WorldModel.from_official_checkpoint(tmp_path / "cut.pt", load_encoder=False)
+    with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
+        WorldModel.from_official_checkpoint(tmp_path / "nope.pt", load_encoder=False)
+    torch.save({"something": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="expected a dict with a 'predictor' entry"):
+        WorldModel.from_official_checkpoint(tmp_path / "other.pt", load_encoder=False)
+    bad = {"predictor": dict(official_small["checkpoint"]["predictor"])}
+    del bad["predictor"]["module.predictor_norm.bias"]
+    torch.save(bad, tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="missing keys.*predictor_norm.bias"):
+        WorldModel.from_official_checkpoint(tmp_path / "missing.pt", load_encoder=False,
+                                            predictor_config=official_small["predictor_config"])
+
+
+def test_unreachable_url_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("VJEPA2_AC_CACHE", str(tmp_path))
+    with pytest.raises(ConnectionError, match=r"cannot download http://127\.0\.0\.1:9/vjepa2-ac-vitg\.pt"):
+        WorldModel.from_official_checkpoint("http://127.0.0.1:9/vjepa2-ac-vitg.pt", load_encoder=False)
+    assert not list(tmp_path.iterdir()), "a failed download left files behind"
+
+
+def test_url_download_is_atomic_and_cached(tmp_path, official_small):
+    src = tmp_path / "src.pt"
+    torch.save(official_small["checkpoint"], src)
+    payload = src.read_bytes()
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/files/vjepa2-ac-small.pt"
+        cache = tmp_path / "cache"
+        from vjepa2_ac.checkpoint import resolve_file
+
+        local = resolve_file(url, cache_dir=cache)
+        assert local == cache / "vjepa2-ac-small.pt" and local.read_bytes() == payload
+        assert resolve_file(url, cache_dir=cache) == local and len(hits) == 1  # second call uses the cache
+        assert [p.name for p in cache.iterdir()] == ["vjepa2-ac-small.pt"]
+    finally:
+        server.shutdown()
+
+
+def test_save_and_load_latent_only_round_trip(tmp_path, wm, official_small):
+    wm.save_pretrained(tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "predictor.safetensors"]
+    loaded = WorldModel.from_pretrained(tmp_path / "model")
+    for k, v in wm.predictor.state_dict().items():
+        assert torch.equal(loaded.predictor.state_dict()[k], v)
+    wm.save_pretrained(tmp_path / "model")  # overwriting an existing directory works
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp dirs left behind"
+    (tmp_path / "model" / "predictor.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        WorldModel.from_pretrained(tmp_path / "model")
+    with pytest.raises(FileNotFoundError, match="no world model directory"):
+        WorldModel.from_pretrained(tmp_path / "does-not-exist")

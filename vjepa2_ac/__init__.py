@@ -1,0 +1,35 @@
+"""vjepa2-ac: robot planning with the V-JEPA 2-AC world model.
+
+Public API::
+
+    from vjepa2_ac import Encoder, ACPredictor, ACPredictorConfig, WorldModel
+
+Heavy modules (transformers) are imported on first use so that ``import vjepa2_ac`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Encoder": "vjepa2_ac.encoder",
+    "ACPredictor": "vjepa2_ac.predictor",
+    "ACPredictorConfig": "vjepa2_ac.predictor",
+    "WorldModel": "vjepa2_ac.world_model",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig
+    from vjepa2_ac.world_model import WorldModel
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vjepa2_ac' has no attribute {name!r}")

@@ -1,0 +1,137 @@
+"""Checkpoint helpers: official key clean-up, strict loading with named errors, local/URL/hub resolution.
+
+Nothing here is half-loaded: a state dict is fully checked against the module before any tensor is copied.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+OFFICIAL_PREFIXES = ("module.", "backbone.")
+RELEASED_AC_URL = "https://dl.fbaipublicfiles.com/vjepa2/vjepa2-ac-vitg.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not match the module it is loaded into (names the offending keys)."""
+
+
+def strip_official_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Delete ``module.`` and ``backbone.`` wherever they occur in a key (as the official loader does)."""
+    out = {}
+    for key, value in state_dict.items():
+        new = key
+        for prefix in OFFICIAL_PREFIXES:
+            new = new.replace(prefix, "")
+        if new in out:
+            raise CheckpointError(f"two keys map to {new!r} after deleting {OFFICIAL_PREFIXES}")
+        out[new] = value
+    return out
+
+
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], *, what: str,
+                     ignore_unexpected: Iterable[str] = ()) -> None:
+    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys (expected vs got)."""
+    expected = module.state_dict()
+    ignore = set(ignore_unexpected)
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected) - ignore)
+    not_tensor = sorted(k for k in set(expected) & set(state_dict) if not isinstance(state_dict[k], Tensor))
+    shapes = sorted(
+        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(state_dict[k].shape)}"
+        for k in set(expected) & set(state_dict)
+        if isinstance(state_dict[k], Tensor) and expected[k].shape != state_dict[k].shape)
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_preview(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
+    if not_tensor:
+        problems.append(f"values that are not tensors: {_preview(not_tensor)}")
+    if shapes:
+        problems.append(f"mis-shaped tensors ({len(shapes)}): {_preview(shapes)}")
+    if problems:
+        raise CheckpointError(f"{what} checkpoint does not match the model: " + "; ".join(problems))
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, Tensor], *, what: str,
+                           ignore_unexpected: Iterable[str] = ()) -> None:
+    """Check everything first (:func:`check_state_dict`), then copy (``assign`` for meta-device modules)."""
+    check_state_dict(module, state_dict, what=what, ignore_unexpected=ignore_unexpected)
+    expected = module.state_dict()
+    sd = {k: v for k, v in state_dict.items() if k in expected}
+    is_meta = any(t.is_meta for t in expected.values())
+    module.load_state_dict(sd, strict=True, assign=is_meta)
+
+
+def _preview(items: list[str], n: int = 8) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    return urllib.parse.urlparse(str(path)).scheme in ("http", "https")
+
+
+def resolve_file(path_or_url: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                 timeout: float = 30.0) -> Path:
+    """A local path for ``path_or_url``: local files are returned as they are; URLs are downloaded once into
+    ``cache_dir`` (default ``$VJEPA2_AC_CACHE`` or ``~/.cache/vjepa2_ac``), via a temp file renamed on completion.
+
+    Raises ``FileNotFoundError`` for a missing local file and ``ConnectionError`` naming the URL when it cannot be
+    reached (e.g. offline)."""
+    if not is_url(path_or_url):
+        path = Path(path_or_url).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {path}")
+        return path
+    url = str(path_or_url)
+    cache = Path(cache_dir or os.environ.get("VJEPA2_AC_CACHE", Path.home() / ".cache" / "vjepa2_ac")).expanduser()
+    target = cache / Path(urllib.parse.urlparse(url).path).name
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=target.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            from tqdm.auto import tqdm
+
+            with tqdm(total=total or None, unit="B", unit_scale=True, desc=target.name) as bar:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        if total and os.path.getsize(tmp) != total:
+            raise ConnectionError(f"download of {url} was cut short ({os.path.getsize(tmp)} of {total} bytes)")
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError, ConnectionError) as err:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(err, ConnectionError):
+            raise
+        raise ConnectionError(
+            f"cannot download {url}: {err}. Download it yourself and pass the local path instead.") from err
+    return target
+
+
+def load_torch_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load`` with ``mmap=True, weights_only=True`` (tensors are read lazily, only when used).
+
+    A truncated or corrupt file raises ``CheckpointError`` naming the file."""
+    try:
+        try:
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError as err:  # legacy (non-zip) serialisation cannot be memory-mapped
+            if "mmap" not in str(err):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err} (truncated or corrupt file?)") from err

@@ -1,0 +1,41 @@
+"""``vjepa2-ac`` command-line entry point.
+
+Each sub-command lives in ``vjepa2_ac/commands/<module>.py`` and provides ``configure(parser)`` and
+``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module under vjepa2_ac.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vjepa2_ac import __version__
+
+    parser = argparse.ArgumentParser(prog="vjepa2-ac", description="Robot planning with the V-JEPA 2-AC world model.")
+    parser.add_argument("--version", action="version", version=f"vjepa2-ac {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"vjepa2_ac.commands.{module_name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_module", None) is None:
+        parser.print_help()
+        return 2
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

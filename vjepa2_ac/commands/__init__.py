@@ -1,0 +1,4 @@
+"""Sub-commands of the ``vjepa2-ac`` CLI: one module per command, each with ``configure(parser)`` and ``run(args)``.
+
+Command modules keep heavy imports (torch, mujoco) inside ``run`` so that ``vjepa2-ac --help`` is fast.
+"""

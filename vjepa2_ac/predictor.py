@@ -1,0 +1,403 @@
+"""The V-JEPA 2-AC action-conditioned predictor: a block-causal transformer over ``[a_t, s_t, patches_t]`` steps.
+
+A re-implementation of the official ``VisionTransformerPredictorAC`` (facebookresearch/vjepa2,
+``src/models/ac_predictor.py``) that loads the released checkpoint key for key and gives the same numbers, with
+two additions for planning speed:
+
+* RoPE sin/cos tables are precomputed once per (steps, device, dtype) instead of on every call;
+* a KV cache (:class:`KVCache`) lets an autoregressive rollout compute only the new step's tokens. Attention is
+  block-causal over time steps, so caching earlier steps' keys/values is exact.
+
+Shapes: ``B`` batch, ``T`` time steps, ``N = (img/patch)^2`` patch tokens per frame, ``D`` encoder width,
+``C`` predictor width, ``L = N + 2`` tokens per step (``N + 3`` with extrinsics).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ROPE_BASE = 10000.0
+
+
+@dataclass
+class ACPredictorConfig:
+    """Architecture of the AC predictor. Defaults are the released ViT-g AC predictor (305,220,992 params).
+
+    Field names follow the official constructor (``vit_ac_predictor``)."""
+
+    img_size: int = 256
+    patch_size: int = 16
+    num_frames: int = 64  # with tubelet_size: the largest number of time steps (64 // 2 = 32)
+    tubelet_size: int = 2
+    embed_dim: int = 1408  # encoder width (input and output of the predictor)
+    predictor_embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    action_embed_dim: int = 7
+    use_extrinsics: bool = False
+    is_frame_causal: bool = True
+    use_rope: bool = True
+    layer_norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if isinstance(self.img_size, (tuple, list)):
+            if len(self.img_size) != 2 or self.img_size[0] != self.img_size[1]:
+                raise ValueError(f"img_size must be an int or a square (h, w) pair, got {self.img_size!r}")
+            self.img_size = int(self.img_size[0])
+        for name in ("img_size", "patch_size", "num_frames", "tubelet_size", "embed_dim", "predictor_embed_dim",
+                     "depth", "num_heads", "action_embed_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"ACPredictorConfig.{name} must be a positive int, got {value!r}")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size ({self.img_size}) must be divisible by patch_size ({self.patch_size})")
+        if self.predictor_embed_dim % self.num_heads:
+            raise ValueError(
+                f"predictor_embed_dim ({self.predictor_embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.head_dim % 2:
+            raise ValueError(f"head dim must be even for RoPE, got {self.head_dim}")
+        if not self.use_rope:
+            raise ValueError("use_rope=False is not supported: the released AC predictor and its training recipe use "
+                             "3D RoPE (the official code has no working absolute-position variant)")
+
+    @property
+    def grid_size(self) -> int:
+        return self.img_size // self.patch_size
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def cond_tokens(self) -> int:
+        """Conditioning tokens per step: action + state (+ extrinsics)."""
+        return 3 if self.use_extrinsics else 2
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cond_tokens + self.tokens_per_frame
+
+    @property
+    def max_steps(self) -> int:
+        return self.num_frames // self.tubelet_size
+
+    @property
+    def head_dim(self) -> int:
+        return self.predictor_embed_dim // self.num_heads
+
+    @property
+    def mlp_hidden_dim(self) -> int:
+        return int(self.predictor_embed_dim * self.mlp_ratio)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ACPredictorConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown ACPredictorConfig fields {unknown}; expected a subset of {sorted(names)}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RoPE
+
+
+def rope_rotary_dim(head_dim: int) -> int:
+    """Dims per axis (t, h, w) rotated by the official 3D RoPE: ``2 * ((head_dim // 3) // 2)``; the rest are not."""
+    return 2 * ((head_dim // 3) // 2)
+
+
+def _rope_angles(pos: Tensor, dim: int) -> Tensor:
+    """Official angle table for one axis: ``pos [P] -> [P, dim]``, the ``dim/2`` frequencies *tiled* twice.
+
+    This reproduces the official ``rotate_queries_or_keys`` (its "subtle bug": ``repeat`` instead of
+    ``repeat_interleave``), which the released weights depend on."""
+    omega = torch.arange(dim // 2, dtype=pos.dtype, device=pos.device)
+    omega /= dim / 2.0
+    omega = 1.0 / ROPE_BASE**omega
+    freq = pos[:, None] * omega[None, :]
+    return torch.cat([freq, freq], dim=-1)
+
+
+def build_rope_tables(steps: int, grid: int, cond_tokens: int, head_dim: int, *, dtype: torch.dtype = torch.float32,
+                      device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """cos/sin tables ``[steps, L, head_dim]`` for the tokens ``[cond..., patches]`` of every step.
+
+    Patch token (t, h, w) rotates its 3 chunks by t, h, w; conditioning tokens rotate only the temporal chunk
+    (by t); unrotated dims get cos 1, sin 0. ``sin`` carries the pair sign so that
+    ``rope(x) = x * cos + swap_pairs(x) * sin`` with ``swap_pairs(x)[2i] = x[2i+1]``, ``[2i+1] = x[2i]``.
+    """
+    d = rope_rotary_dim(head_dim)
+    n = grid * grid
+    ids = torch.arange(n, device=device)
+    h_pos = (ids // grid).to(dtype)
+    w_pos = (ids % grid).to(dtype)
+    t_pos = torch.arange(steps, device=device).to(dtype)
+    ang = torch.zeros(steps, cond_tokens + n, head_dim, dtype=dtype, device=device)
+    ang_t = _rope_angles(t_pos, d)  # [steps, d]
+    ang[:, :, :d] = ang_t[:, None, :]
+    ang[:, cond_tokens:, d:2 * d] = _rope_angles(h_pos, d)[None]
+    ang[:, cond_tokens:, 2 * d:3 * d] = _rope_angles(w_pos, d)[None]
+    rotated = torch.zeros(head_dim, dtype=torch.bool, device=device)
+    rotated[:3 * d] = True
+    cos = torch.where(rotated, ang.cos(), torch.ones_like(ang))
+    sin = torch.where(rotated, ang.sin(), torch.zeros_like(ang))
+    sign = torch.tensor([-1.0, 1.0], dtype=dtype, device=device).repeat(head_dim // 2)
+    return cos, sin * sign
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """``x [..., S, hd]`` rotated with tables ``[S, hd]`` (official pairing: ``(x_2i, x_2i+1) -> (-x_2i+1, x_2i)``)."""
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return x * cos + swapped * sin
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# KV cache
+
+
+class KVCache:
+    """Per-layer keys/values of the steps processed so far, ``[B, heads, steps * L, head_dim]`` each.
+
+    With ``capacity`` (in steps) the buffers are preallocated and written in place (no ``torch.cat`` per step);
+    without it (needed when gradients flow through the rollout) steps are concatenated."""
+
+    def __init__(self, depth: int, tokens_per_step: int, capacity: int | None = None) -> None:
+        self.depth = depth
+        self.tokens_per_step = tokens_per_step
+        self.capacity = capacity
+        self.keys: list[Tensor | None] = [None] * depth
+        self.values: list[Tensor | None] = [None] * depth
+        self.steps = 0
+
+    def append(self, layer: int, k: Tensor, v: Tensor, new_steps: int) -> tuple[Tensor, Tensor]:
+        """Store ``k, v [B, h, new_steps * L, hd]`` for ``layer``; return all keys/values up to them."""
+        start = self.steps * self.tokens_per_step
+        end = start + k.shape[2]
+        if self.capacity is None:
+            if self.keys[layer] is not None:
+                k = torch.cat([self.keys[layer], k], dim=2)
+                v = torch.cat([self.values[layer], v], dim=2)
+            self.keys[layer], self.values[layer] = k, v
+            return k, v
+        if self.keys[layer] is None:
+            shape = (*k.shape[:2], self.capacity * self.tokens_per_step, k.shape[-1])
+            self.keys[layer] = k.new_empty(shape)
+            self.values[layer] = v.new_empty(shape)
+        if end > self.keys[layer].shape[2]:
+            raise ValueError(f"KV cache capacity of {self.capacity} steps exceeded")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, new_steps: int) -> None:
+        self.steps += new_steps
+
+    def select(self, index: Tensor) -> KVCache:
+        """A cache holding only batch rows ``index`` (e.g. elite samples)."""
+        out = KVCache(self.depth, self.tokens_per_step, self.capacity)
+        out.steps = self.steps
+        out.keys = [None if k is None else k.index_select(0, index) for k in self.keys]
+        out.values = [None if v is None else v.index_select(0, index) for v in self.values]
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Modules (names and shapes mirror the official state dict)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ACAttention(nn.Module):
+    """Multi-head self-attention with 3D RoPE on q/k (fused ``qkv`` as in the official checkpoint)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attn_mask: Tensor | None,
+                cache: KVCache | None = None, layer: int = 0, new_steps: int = 0) -> Tensor:
+        """``x [B, S, C]`` with RoPE tables ``[S, hd]``; with a cache, attend to the cached steps too."""
+        B, S, C = x.shape
+        q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = apply_rope(q, cos, sin).to(v.dtype)
+        k = apply_rope(k, cos, sin).to(v.dtype)
+        if cache is not None:
+            k, v = cache.append(layer, k, v, new_steps)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(out.transpose(1, 2).reshape(B, S, C))
+
+
+class ACBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, mlp_hidden: int, eps: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = ACAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = MLP(dim, mlp_hidden)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attn_mask: Tensor | None,
+                cache: KVCache | None = None, layer: int = 0, new_steps: int = 0) -> Tensor:
+        x = x + self.attn(self.norm1(x), cos, sin, attn_mask, cache, layer, new_steps)
+        return x + self.mlp(self.norm2(x))
+
+
+class ACPredictor(nn.Module):
+    """Action-conditioned predictor. ``forward(z, actions, states)``: slot t of the output predicts frame t+1."""
+
+    def __init__(self, config: ACPredictorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ACPredictorConfig()
+        C = config.predictor_embed_dim
+        self.predictor_embed = nn.Linear(config.embed_dim, C)
+        self.action_encoder = nn.Linear(config.action_embed_dim, C)
+        self.state_encoder = nn.Linear(config.action_embed_dim, C)
+        # Stored in the released checkpoint even though it is unused there (use_extrinsics=False).
+        self.extrinsics_encoder = nn.Linear(config.action_embed_dim - 1, C)
+        self.predictor_blocks = nn.ModuleList(
+            ACBlock(C, config.num_heads, config.mlp_hidden_dim, config.layer_norm_eps) for _ in range(config.depth))
+        self.predictor_norm = nn.LayerNorm(C, eps=config.layer_norm_eps)
+        self.predictor_proj = nn.Linear(C, config.embed_dim)
+        self._tables: dict[tuple, tuple[Tensor, Tensor]] = {}
+        self._masks: dict[tuple, Tensor] = {}
+        if not any(p.is_meta for p in self.parameters()):
+            self.reset_parameters()
+
+    # -- initialisation (official: trunc-normal 0.02, zero bias, residual projections scaled by 1/sqrt(2 * layer))
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for layer_id, block in enumerate(self.predictor_blocks, start=1):
+            block.attn.proj.weight.div_(math.sqrt(2.0 * layer_id))
+            block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer_id))
+
+    # -- official checkpoints
+    def load_official_state_dict(self, state_dict: dict[str, Tensor]) -> None:
+        """Load an official predictor state dict (``module.``/``backbone.`` deleted wherever they occur), strictly.
+
+        Raises ``ValueError`` naming every missing, unexpected or mis-shaped key; on error nothing is loaded."""
+        from vjepa2_ac.checkpoint import load_state_dict_strict, strip_official_prefixes
+
+        load_state_dict_strict(self, strip_official_prefixes(state_dict), what="AC predictor")
+
+    # -- cached tables
+    def rope_tables(self, steps: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """cos/sin ``[steps, L, hd]`` (grown on demand, cached per device/dtype)."""
+        table_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        key = (device, table_dtype)
+        have = self._tables.get(key)
+        if have is None or have[0].shape[0] < steps:
+            c = self.config
+            n = max(steps, c.max_steps, have[0].shape[0] * 2 if have is not None else 0)
+            self._tables[key] = build_rope_tables(n, c.grid_size, c.cond_tokens, c.head_dim,
+                                                  dtype=table_dtype, device=device)
+        cos, sin = self._tables[key]
+        return cos[:steps], sin[:steps]
+
+    def block_causal_mask(self, new_steps: int, past_steps: int, device: torch.device) -> Tensor | None:
+        """Bool mask ``[new * L, (past + new) * L]`` (True = attend): a token sees its own and earlier steps."""
+        if not self.config.is_frame_causal or new_steps == 1:
+            return None
+        key = (new_steps, past_steps, device)
+        if key not in self._masks:
+            L = self.config.tokens_per_step
+            q_step = torch.arange(new_steps * L, device=device) // L + past_steps
+            k_step = torch.arange((past_steps + new_steps) * L, device=device) // L
+            self._masks[key] = k_step[None, :] <= q_step[:, None]
+        return self._masks[key]
+
+    # -- forward
+    def forward(self, z: Tensor, actions: Tensor, states: Tensor, extrinsics: Tensor | None = None,
+                cache: KVCache | None = None) -> Tensor:
+        """Predict the next frame's tokens for every step.
+
+        Args:
+            z: frame tokens ``[B, T, N, D]``, or ``[B, T*N, D]`` as in the official code (the output then has
+                the same flattened layout).
+            actions, states: ``[B, T, 7]``. extrinsics: ``[B, T, 6]`` (only with ``use_extrinsics``).
+            cache: if given, ``z``/``actions``/``states`` are the *new* steps following the cached ones; their
+                keys/values are appended to the cache.
+        Returns:
+            ``[B, T, N, D]`` (raw: after ``predictor_norm`` and ``predictor_proj``, before the representation
+            layer-norm); slot t predicts frame t+1.
+        """
+        c = self.config
+        flat = z.ndim == 3
+        if flat:
+            if z.shape[1] % c.tokens_per_frame:
+                raise ValueError(f"z of shape {tuple(z.shape)}: token count must be a multiple of "
+                                 f"{c.tokens_per_frame} (tokens per frame)")
+            z = z.unflatten(1, (-1, c.tokens_per_frame))
+        B, T, N, D = self._check_inputs(z, actions, states, extrinsics)
+        past = cache.steps if cache is not None else 0
+        if past + T > c.max_steps:
+            raise ValueError(f"{T} time steps exceed the predictor's maximum of {c.max_steps} "
+                             f"(num_frames // tubelet_size)")
+
+        x = self.predictor_embed(z)  # [B, T, N, C]
+        cond = [self.action_encoder(actions), self.state_encoder(states)]
+        if c.use_extrinsics:
+            cond.append(self.extrinsics_encoder(extrinsics))
+        x = torch.cat([torch.stack(cond, dim=2).to(x.dtype), x], dim=2).flatten(1, 2)  # [B, T*L, C]
+
+        cos, sin = self.rope_tables(past + T, x.device, x.dtype)
+        cos, sin = cos[past:].flatten(0, 1), sin[past:].flatten(0, 1)
+        mask = self.block_causal_mask(T, past, x.device)
+        for i, block in enumerate(self.predictor_blocks):
+            x = block(x, cos, sin, mask, cache, i, T)
+        if cache is not None:
+            cache.advance(T)
+
+        x = x.view(B, T, c.tokens_per_step, -1)[:, :, c.cond_tokens:]
+        out = self.predictor_proj(self.predictor_norm(x))  # [B, T, N, D]
+        return out.flatten(1, 2) if flat else out
+
+    def new_cache(self, capacity: int | None = None) -> KVCache:
+        """An empty KV cache; ``capacity`` (steps) preallocates buffers (use ``None`` when differentiating)."""
+        return KVCache(self.config.depth, self.config.tokens_per_step, capacity)
+
+    def _check_inputs(self, z: Tensor, actions: Tensor, states: Tensor, extrinsics: Tensor | None) -> tuple:
+        c = self.config
+        if z.ndim != 4:
+            raise ValueError(f"z must be [B, T, N, D] (or [B, T*N, D]), got shape {tuple(z.shape)}")
+        B, T, N, D = z.shape
+        if N != c.tokens_per_frame or D != c.embed_dim:
+            raise ValueError(f"z must have N={c.tokens_per_frame} tokens per frame and D={c.embed_dim} channels, "
+                             f"got shape {tuple(z.shape)}")
+        for name, t, width in (("actions", actions, c.action_embed_dim), ("states", states, c.action_embed_dim)):
+            if t.shape != (B, T, width):
+                raise ValueError(f"{name} must have shape [B={B}, T={T}, {width}], got {tuple(t.shape)}")
+        if c.use_extrinsics:
+            if extrinsics is None or extrinsics.shape != (B, T, c.action_embed_dim - 1):
+                got = None if extrinsics is None else tuple(extrinsics.shape)
+                raise ValueError(f"extrinsics must have shape [B={B}, T={T}, {c.action_embed_dim - 1}], got {got}")
+        elif extrinsics is not None:
+            raise ValueError("extrinsics given but the config has use_extrinsics=False")
+        return B, T, N, D

@@ -1,0 +1,399 @@
+"""``WorldModel``: a frozen V-JEPA 2 encoder plus the AC predictor, with KV-cached rollouts and the L1 energy.
+
+Latents are ``[B, T, N, D]`` and always live in the *normalised representation space* of the official code: the
+encoder output and every predictor output get a non-affine ``layer_norm`` (eps 1e-5) before they are compared or
+fed back (official ``normalize_reps``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vjepa2_ac.checkpoint import (
+    RELEASED_AC_URL,
+    CheckpointError,
+    load_state_dict_strict,
+    load_torch_checkpoint,
+    resolve_file,
+    strip_official_prefixes,
+)
+from vjepa2_ac.pose import POSE_DIM, compute_new_pose
+from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig
+
+if TYPE_CHECKING:
+    from vjepa2_ac.encoder import Encoder
+
+REP_NORM_EPS = 1e-5
+FORMAT_NAME = "vjepa2-ac-world-model"
+FORMAT_VERSION = 1
+DEFAULT_ENCODER_ID = "facebook/vjepa2-vitg-fpc64-256"
+
+
+def normalize_reps(z: Tensor) -> Tensor:
+    """The official representation normalisation: non-affine layer norm over the channel dim (eps 1e-5)."""
+    return F.layer_norm(z, (z.shape[-1],), eps=REP_NORM_EPS)
+
+
+class WorldModel(nn.Module):
+    """Frozen encoder + AC predictor.
+
+    Args:
+        encoder: an :class:`~vjepa2_ac.encoder.Encoder`, or ``None`` for a latent-only model (no ``encode``).
+        predictor: the :class:`ACPredictor`.
+        memory_budget_mb: if set, :meth:`rollout` processes samples in chunks sized so that the estimated peak
+            activation + cache memory of one chunk stays under this budget.
+    """
+
+    def __init__(self, encoder: Encoder | None, predictor: ACPredictor, *, memory_budget_mb: float | None = None):
+        super().__init__()
+        if encoder is not None:
+            if encoder.embed_dim != predictor.config.embed_dim:
+                raise ValueError(f"encoder width {encoder.embed_dim} != predictor embed_dim "
+                                 f"{predictor.config.embed_dim}")
+            if encoder.tokens_per_frame != predictor.config.tokens_per_frame:
+                raise ValueError(f"encoder gives {encoder.tokens_per_frame} tokens per frame but the predictor "
+                                 f"expects {predictor.config.tokens_per_frame} (img_size / patch_size mismatch)")
+        self.encoder = encoder
+        self.predictor = predictor
+        self.memory_budget_mb = memory_budget_mb
+
+    # ------------------------------------------------------------------------------------------------ properties
+    @property
+    def config(self) -> ACPredictorConfig:
+        return self.predictor.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.predictor.parameters()).device
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.config.tokens_per_frame
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    # ------------------------------------------------------------------------------------------------ encode
+    @torch.no_grad()
+    def encode(self, frames: Any) -> Tensor:
+        """uint8 frames ``[B, T, H, W, 3]`` / ``[T, H, W, 3]`` (or normalised float ``[B, T, 3, S, S]``) ->
+        normalised latents ``[B, T, N, D]`` (float32, on the model's device)."""
+        if self.encoder is None:
+            raise RuntimeError("this WorldModel has no encoder (built with encoder=None); pass latents instead")
+        return normalize_reps(self.encoder(frames).float())
+
+    # ------------------------------------------------------------------------------------------------ predict
+    def predict(self, z: Tensor, actions: Tensor, states: Tensor) -> Tensor:
+        """Teacher forcing: ``z [B, T, N, D]``, ``actions, states [B, T, 7]`` -> ``[B, T, N, D]`` normalised;
+        slot t predicts frame t+1."""
+        self._check_latents(z, "z")
+        self._check_poses(actions, "actions", z.shape[:2])
+        self._check_poses(states, "states", z.shape[:2])
+        return normalize_reps(self.predictor(z, actions, states))
+
+    # ------------------------------------------------------------------------------------------------ rollout
+    def rollout(self, z0: Tensor, s0: Tensor, actions: Tensor, *, use_cache: bool = True,
+                chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+        """Autoregressive rollout from context latents.
+
+        Args:
+            z0: context latents ``[B, T0, N, D]`` (normalised). May be an expanded view of ``[1, T0, N, D]``.
+            s0: context states ``[B, T0, 7]``.
+            actions: ``[B, T0 - 1 + H, 7]``: the ``T0 - 1`` known actions between context frames, then ``H`` new.
+            use_cache: KV-cache earlier steps (exact for the block-causal predictor); ``False`` re-runs the
+                predictor on the whole prefix every step as the released planner does.
+            chunk_size: samples per chunk; default from ``memory_budget_mb`` (all at once when unset).
+        Returns:
+            predicted latents ``[B, H, N, D]`` (normalised) and the states after each action ``[B, H, 7]``.
+        Differentiable with respect to ``actions`` when grad mode is on.
+        """
+        self._check_latents(z0, "z0")
+        B, T0 = z0.shape[:2]
+        self._check_poses(s0, "s0", (B, T0))
+        if actions.ndim != 3 or actions.shape[0] != B or actions.shape[2] != POSE_DIM or actions.shape[1] < T0:
+            raise ValueError(f"actions must be [B={B}, T0-1+H >= {T0}, {POSE_DIM}] (T0-1 known actions then H >= 1 "
+                             f"new ones), got {tuple(actions.shape)}")
+        _check_finite(actions, "actions")
+        horizon = actions.shape[1] - T0 + 1
+        if T0 + horizon - 1 > self.config.max_steps:
+            raise ValueError(f"context {T0} + horizon {horizon} - 1 exceeds the predictor's {self.config.max_steps} "
+                             "time steps")
+        chunk = chunk_size or self.auto_chunk_size(B, T0 + horizon - 1)
+        if chunk <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk}")
+        if chunk >= B:
+            return self._rollout(z0, s0, actions, horizon, use_cache)
+        parts = [self._rollout(z0[i:i + chunk], s0[i:i + chunk], actions[i:i + chunk], horizon, use_cache)
+                 for i in range(0, B, chunk)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _rollout(self, z0: Tensor, s0: Tensor, actions: Tensor, horizon: int, use_cache: bool):
+        T0 = z0.shape[1]
+        latents, states = [], []
+        if use_cache and self.config.is_frame_causal:
+            needs_grad = torch.is_grad_enabled() and (actions.requires_grad or z0.requires_grad)
+            cache = self.predictor.new_cache(None if needs_grad else T0 + horizon - 1)
+            z_in, a_in, s_in = z0, actions[:, :T0], s0
+            for h in range(horizon):
+                z_next = normalize_reps(self.predictor(z_in, a_in, s_in, cache=cache)[:, -1:]).float()
+                s_next = compute_new_pose(s_in[:, -1:], a_in[:, -1:])
+                latents.append(z_next)
+                states.append(s_next)
+                if h + 1 < horizon:
+                    z_in, a_in, s_in = z_next, actions[:, T0 + h:T0 + h + 1], s_next
+        else:
+            z_all, s_all = z0, s0
+            for h in range(horizon):
+                a = actions[:, :T0 + h]
+                z_next = normalize_reps(self.predictor(z_all, a, s_all)[:, -1:]).float()
+                s_next = compute_new_pose(s_all[:, -1:], a[:, -1:])
+                latents.append(z_next)
+                states.append(s_next)
+                z_all, s_all = torch.cat([z_all, z_next], 1), torch.cat([s_all, s_next], 1)
+        return torch.cat(latents, 1), torch.cat(states, 1)
+
+    def auto_chunk_size(self, batch: int, steps: int) -> int:
+        """Samples per chunk so that one chunk's estimated rollout memory fits ``memory_budget_mb``."""
+        if self.memory_budget_mb is None:
+            return batch
+        per_sample = self.rollout_bytes_per_sample(steps)
+        return max(1, min(batch, int(self.memory_budget_mb * 2**20 // per_sample)))
+
+    def rollout_bytes_per_sample(self, steps: int, bytes_per_elem: int = 4) -> int:
+        """Estimated peak bytes per sample of a cached rollout over ``steps`` predictor steps (KV cache of all
+        layers + the largest per-layer activations of one step + attention scores)."""
+        c = self.config
+        L, C, seq = c.tokens_per_step, c.predictor_embed_dim, steps * c.tokens_per_step
+        cache = c.depth * 2 * seq * C
+        activations = L * (8 * C + 2 * c.mlp_hidden_dim) + c.num_heads * L * seq + 4 * c.tokens_per_frame * c.embed_dim
+        return int((cache + activations) * bytes_per_elem)
+
+    # ------------------------------------------------------------------------------------------------ energy
+    def energy(self, z_pred: Tensor, z_goal: Tensor) -> Tensor:
+        """``z_pred [B, 1, N, D]`` vs ``z_goal [B or 1, 1, N, D]`` -> ``[B]``: mean |z_pred - z_goal| (official)."""
+        return latent_l1(z_pred, z_goal)
+
+    # ------------------------------------------------------------------------------------------------ checks
+    def _check_latents(self, z: Tensor, name: str) -> None:
+        c = self.config
+        if not isinstance(z, Tensor) or z.ndim != 4 or z.shape[2:] != (c.tokens_per_frame, c.embed_dim):
+            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ValueError(f"{name} must be latents [B, T, N={c.tokens_per_frame}, D={c.embed_dim}], got {got}")
+        if z.shape[0] == 0 or z.shape[1] == 0:
+            raise ValueError(f"{name} must have B >= 1 and T >= 1, got {tuple(z.shape)}")
+
+    @staticmethod
+    def _check_poses(x: Tensor, name: str, lead: tuple) -> None:
+        if not isinstance(x, Tensor) or x.shape != (*lead, POSE_DIM):
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name} must have shape {[*lead, POSE_DIM]} ([x,y,z,roll,pitch,yaw,gripper]), got {got}")
+        _check_finite(x, name)
+
+    # ------------------------------------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | os.PathLike, *, save_encoder: bool = True) -> Path:
+        """Write ``config.json`` + ``predictor.safetensors`` (+ ``encoder/`` in HF layout) atomically.
+
+        With ``save_encoder=False`` only the encoder's hub id / path is recorded (it must have one)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
+        try:
+            config: dict[str, Any] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                                      "predictor": self.config.to_dict(), "encoder": None}
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.predictor.state_dict().items()},
+                      str(tmp / "predictor.safetensors"))
+            if self.encoder is not None:
+                if save_encoder:
+                    self.encoder.save_pretrained(tmp / "encoder")
+                    config["encoder"] = {"path": "encoder"}
+                else:
+                    source = getattr(self.encoder, "name_or_path", None)
+                    if not source:
+                        raise ValueError("save_encoder=False needs an encoder loaded from a hub id or directory")
+                    config["encoder"] = {"name_or_path": str(source)}
+            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            if directory.exists():
+                backup = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(backup, ignore_errors=True)
+                os.replace(directory, backup)
+                os.replace(tmp, directory)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None, load_encoder: bool = True, **kwargs) -> WorldModel:
+        """Load a model saved by :meth:`save_pretrained`: a local directory, a bundled model name, or a hub repo id."""
+        from safetensors.torch import load_file
+
+        directory = resolve_model_dir(name_or_dir)
+        config_path = directory / "config.json"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a vjepa2-ac world model directory (no config.json)")
+        config = json.loads(config_path.read_text())
+        if config.get("format") != FORMAT_NAME:
+            raise ValueError(f"{config_path}: format {config.get('format')!r}, expected {FORMAT_NAME!r}")
+        predictor = ACPredictor(ACPredictorConfig.from_dict(config["predictor"]))
+        weights = directory / "predictor.safetensors"
+        try:
+            state = load_file(str(weights))
+        except Exception as err:  # safetensors raises its own error types for truncated files
+            raise CheckpointError(f"cannot read {weights}: {err}") from err
+        load_state_dict_strict(predictor, state, what=f"AC predictor ({weights})")
+        encoder = None
+        enc_cfg = config.get("encoder")
+        if load_encoder and enc_cfg is not None:
+            from vjepa2_ac.encoder import Encoder
+
+            source = directory / enc_cfg["path"] if "path" in enc_cfg else enc_cfg["name_or_path"]
+            encoder = Encoder.from_pretrained(source, dtype=dtype, device=device)
+        model = cls(encoder, predictor.eval(), **kwargs)
+        model.predictor.requires_grad_(False)
+        return model.to(device=device, dtype=dtype) if (device or dtype) else model
+
+    @classmethod
+    def from_official_checkpoint(cls, path_or_url: str | os.PathLike = RELEASED_AC_URL, *,
+                                 encoder: Encoder | str | os.PathLike | None = None,
+                                 encoder_config: Any = None,
+                                 predictor_config: ACPredictorConfig | Mapping | None = None,
+                                 load_encoder: bool = True, device: str | torch.device | None = None,
+                                 dtype: torch.dtype | None = None, **kwargs) -> WorldModel:
+        """Load the released ``vjepa2-ac-vitg.pt`` (or a file laid out like it) from a path or URL.
+
+        Only ``checkpoint["predictor"]`` (and ``["encoder"]`` when no ``encoder`` is given) are read: the file is
+        memory-mapped, so the ~11.7 GB of target encoder and optimizer state are never loaded.
+
+        Args:
+            encoder: an ``Encoder``, or a hub id / directory to load it from (e.g. the HF port
+                ``facebook/vjepa2-vitg-fpc64-256``); default: convert ``checkpoint["encoder"]``.
+            encoder_config: config for converting ``checkpoint["encoder"]``: a ``VJEPA2Config``, an official-style
+                dict (``img_size, embed_dim, depth, num_heads, ...``) or a known hub id; default ViT-g/256.
+            predictor_config: default: the released config with the widths/depth read off the weights.
+            load_encoder: ``False`` builds a latent-only model (``encoder=None``).
+        """
+        ckpt = load_torch_checkpoint(resolve_file(path_or_url))
+        if not isinstance(ckpt, Mapping) or "predictor" not in ckpt:
+            keys = list(ckpt)[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+            raise CheckpointError(f"{path_or_url}: expected a dict with a 'predictor' entry, got {keys}")
+        pred_sd = strip_official_prefixes(ckpt["predictor"])
+        if predictor_config is None:
+            predictor_config = infer_predictor_config(pred_sd)
+        elif isinstance(predictor_config, Mapping):
+            predictor_config = ACPredictorConfig.from_dict(dict(predictor_config))
+        with torch.device("meta"):
+            predictor = ACPredictor(predictor_config)
+        load_state_dict_strict(predictor, pred_sd, what=f"AC predictor ({path_or_url})")
+        predictor.eval().requires_grad_(False)
+
+        enc = None
+        if load_encoder:
+            from vjepa2_ac.encoder import Encoder, vjepa2_config_from_official
+
+            if isinstance(encoder, (str, os.PathLike)):
+                enc = Encoder.from_pretrained(encoder)
+            elif encoder is not None:
+                enc = encoder
+            else:
+                if "encoder" not in ckpt:
+                    raise CheckpointError(f"{path_or_url} has no 'encoder' entry; pass encoder= (e.g. "
+                                          f"{DEFAULT_ENCODER_ID!r})")
+                if encoder_config is None:
+                    encoder_config = Encoder.config_for(DEFAULT_ENCODER_ID)
+                elif isinstance(encoder_config, str):
+                    encoder_config = Encoder.config_for(encoder_config)
+                elif isinstance(encoder_config, Mapping):
+                    encoder_config = vjepa2_config_from_official(dict(encoder_config))
+                enc = Encoder.from_official_state_dict(ckpt["encoder"], encoder_config)
+        model = cls(enc, predictor, **kwargs)
+        return model.to(device=device, dtype=dtype) if (device or dtype) else model
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def latent_l1(z_pred: Tensor, z_goal: Tensor, rows_per_chunk: int = 64) -> Tensor:
+    """Mean absolute difference per sample: ``[B, 1, N, D]`` (or ``[B, N, D]``) vs ``[B or 1, ...]`` -> ``[B]``.
+
+    Computed in row chunks so that ``B`` large does not materialise a full ``[B, N, D]`` difference."""
+    if z_pred.ndim == 4:
+        if z_pred.shape[1] != 1:
+            raise ValueError(f"z_pred must hold one frame per sample [B, 1, N, D], got {tuple(z_pred.shape)}")
+        z_pred = z_pred[:, 0]
+    if z_goal.ndim == 4:
+        if z_goal.shape[1] != 1:
+            raise ValueError(f"z_goal must hold one frame [B or 1, 1, N, D], got {tuple(z_goal.shape)}")
+        z_goal = z_goal[:, 0]
+    if z_pred.ndim != 3 or z_goal.ndim != 3 or z_goal.shape[1:] != z_pred.shape[1:] \
+            or z_goal.shape[0] not in (1, z_pred.shape[0]):
+        raise ValueError(f"z_goal {tuple(z_goal.shape)} does not match z_pred {tuple(z_pred.shape)} "
+                         "(expected [B or 1, 1, N, D] against [B, 1, N, D])")
+    B = z_pred.shape[0]
+    if B <= rows_per_chunk:
+        return (z_pred - z_goal).abs().mean(dim=(-2, -1))
+    out = []
+    for i in range(0, B, rows_per_chunk):
+        goal = z_goal if z_goal.shape[0] == 1 else z_goal[i:i + rows_per_chunk]
+        out.append((z_pred[i:i + rows_per_chunk] - goal).abs().mean(dim=(-2, -1)))
+    return torch.cat(out)
+
+
+def infer_predictor_config(state_dict: Mapping[str, Tensor], **overrides) -> ACPredictorConfig:
+    """The released config with ``embed_dim``, ``predictor_embed_dim``, ``depth`` and ``mlp_ratio`` read off
+    (cleaned) predictor weights. ``num_heads`` and ``img_size`` cannot be inferred: pass them if not released."""
+    try:
+        embed = state_dict["predictor_embed.weight"]
+        fc1 = state_dict["predictor_blocks.0.mlp.fc1.weight"]
+        action = state_dict["action_encoder.weight"]
+    except KeyError as err:
+        raise CheckpointError(f"cannot infer the predictor config: key {err} missing") from err
+    depth = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("predictor_blocks."))
+    fields = {"embed_dim": embed.shape[1], "predictor_embed_dim": embed.shape[0], "depth": depth,
+              "mlp_ratio": fc1.shape[0] / embed.shape[0], "action_embed_dim": action.shape[1]}
+    fields.update(overrides)
+    return ACPredictorConfig(**fields)
+
+
+def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
+    """A local directory for a world model: an existing directory, a bundled model name, or a hub repo id
+    (downloaded with ``huggingface_hub``; a clear ``OSError`` when offline)."""
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        return path
+    from vjepa2_ac import bundled
+
+    if str(name_or_dir) in bundled.MODELS:
+        return bundled.model_dir(str(name_or_dir))
+    name = str(name_or_dir)
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        raise FileNotFoundError(f"no world model directory {name!r}; bundled models: {sorted(bundled.MODELS)}; "
+                                "or give a hub repo id 'owner/name'")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name))
+    except Exception as err:
+        raise OSError(f"cannot fetch world model {name!r} from the Hugging Face hub ({type(err).__name__}: {err}). "
+                      "If you are offline, download it elsewhere and pass the local directory.") from err
+
+
+def _check_finite(x: Tensor, name: str) -> None:
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf")

@@ -244,3 +244,54 @@ def test_save_and_load_latent_only_round_trip(tmp_path, wm, official_small):
         WorldModel.from_pretrained(tmp_path / "model")
     with pytest.raises(FileNotFoundError, match="no world model directory"):
         WorldModel.from_pretrained(tmp_path / "does-not-exist")
+
+
+# ------------------------------------------------------------------------------------------- with the encoder
+
+
+@pytest.fixture(scope="module")
+def full_wm(tmp_path_factory, official_small):
+    path = tmp_path_factory.mktemp("ckpt") / "vjepa2-ac-small.pt"
+    torch.save({**official_small["checkpoint"], "target_encoder": official_small["checkpoint"]["encoder"],
+                "opt": {"state": {}}}, path)
+    return WorldModel.from_official_checkpoint(path, encoder_config=official_small["encoder_config"],
+                                               predictor_config=official_small["predictor_config"])
+
+
+@torch.no_grad()
+def test_official_checkpoint_encode_and_predict(full_wm, official_small):
+    d = official_small
+    z = full_wm.encode(d["clip_normalized"])
+    torch.testing.assert_close(z, d["encoder_tokens"], atol=ATOL, rtol=0)
+    # uint8 camera frames take the official robot preprocessing (centre crop, bilinear resize, ImageNet norm)
+    z_uint8 = full_wm.encode(d["frames_uint8"])
+    assert z_uint8.shape == (1, 2, 16, 128)
+    torch.testing.assert_close(z_uint8[0], d["encoder_tokens"][0, :2], atol=ATOL, rtol=0)
+    pred = full_wm.predict(z, d["actions"], d["states"])
+    torch.testing.assert_close(pred, d["predictor_out_normalized"], atol=ATOL, rtol=0)
+
+
+@torch.no_grad()
+def test_encode_then_plan_one_step_from_frames(full_wm, official_small):
+    d = official_small
+    z = full_wm.encode(d["frames_uint8"])  # [1, 2, N, D]: context frame and goal frame
+    A = d["landscape_actions"][:, None]
+    zr, _ = full_wm.rollout(z[:, :1].expand(len(A), -1, -1, -1), d["states_real"][0].view(1, 1, 7).expand(len(A), -1, -1), A)
+    torch.testing.assert_close(full_wm.energy(zr, z[:, 1:]), d["landscape_energy"], atol=ATOL, rtol=0)
+
+
+def test_save_and_load_with_encoder(tmp_path, full_wm, official_small):
+    full_wm.save_pretrained(tmp_path / "wm")
+    loaded = WorldModel.from_pretrained(tmp_path / "wm")
+    frames = official_small["frames_uint8"]
+    torch.testing.assert_close(loaded.encode(frames), full_wm.encode(frames), atol=0, rtol=0)
+    assert not any(p.requires_grad for p in loaded.parameters())
+    latent_only = WorldModel.from_pretrained(tmp_path / "wm", load_encoder=False)
+    assert latent_only.encoder is None
+
+
+def test_encoder_predictor_mismatch_is_refused(full_wm):
+    other = ACPredictor(ACPredictorConfig(img_size=32, patch_size=16, num_frames=4, embed_dim=128,
+                                          predictor_embed_dim=64, depth=1, num_heads=1))
+    with pytest.raises(ValueError, match="tokens per frame"):
+        WorldModel(full_wm.encoder, other)

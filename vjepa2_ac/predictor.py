@@ -156,9 +156,10 @@ def build_rope_tables(steps: int, grid: int, cond_tokens: int, head_dim: int, *,
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """``x [..., S, hd]`` rotated with tables ``[S, hd]`` (official pairing: ``(x_2i, x_2i+1) -> (-x_2i+1, x_2i)``)."""
+    """Rotate ``x [..., hd]`` with tables broadcastable to it (official pairing:
+    ``(x_2i, x_2i+1) -> (x_2i cos - x_2i+1 sin, x_2i+1 cos + x_2i sin)``; the pair sign is folded into ``sin``)."""
     swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    return x * cos + swapped * sin
+    return torch.addcmul(x * cos, swapped, sin)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -183,6 +184,9 @@ class KVCache:
         """Store ``k, v [B, h, new_steps * L, hd]`` for ``layer``; return all keys/values up to them."""
         start = self.steps * self.tokens_per_step
         end = start + k.shape[2]
+        if start == 0 and self.capacity is not None and self.capacity * self.tokens_per_step == end:
+            self.keys[layer], self.values[layer] = k, v  # the whole capacity in one call: nothing to copy
+            return k, v
         if self.capacity is None:
             if self.keys[layer] is not None:
                 k = torch.cat([self.keys[layer], k], dim=2)
@@ -197,6 +201,8 @@ class KVCache:
             raise ValueError(f"KV cache capacity of {self.capacity} steps exceeded")
         self.keys[layer][:, :, start:end] = k
         self.values[layer][:, :, start:end] = v
+        if start == 0:  # attend to the fresh tensors rather than re-reading the strided buffer
+            return k, v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
     def advance(self, new_steps: int) -> None:
@@ -240,9 +246,9 @@ class ACAttention(nn.Module):
                 cache: KVCache | None = None, layer: int = 0, new_steps: int = 0) -> Tensor:
         """``x [B, S, C]`` with RoPE tables ``[S, hd]``; with a cache, attend to the cached steps too."""
         B, S, C = x.shape
-        q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q = apply_rope(q, cos, sin).to(v.dtype)
-        k = apply_rope(k, cos, sin).to(v.dtype)
+        qkv = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim)
+        qk = apply_rope(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])  # q and k in one pass
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
             k, v = cache.append(layer, k, v, new_steps)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
@@ -309,15 +315,15 @@ class ACPredictor(nn.Module):
 
     # -- cached tables
     def rope_tables(self, steps: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """cos/sin ``[steps, L, hd]`` (grown on demand, cached per device/dtype)."""
-        table_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-        key = (device, table_dtype)
+        """cos/sin ``[steps, L, hd]`` in ``dtype`` (computed in float32/64, cached per device and dtype)."""
+        key = (device, dtype)
         have = self._tables.get(key)
         if have is None or have[0].shape[0] < steps:
             c = self.config
             n = max(steps, c.max_steps, have[0].shape[0] * 2 if have is not None else 0)
-            self._tables[key] = build_rope_tables(n, c.grid_size, c.cond_tokens, c.head_dim,
-                                                  dtype=table_dtype, device=device)
+            exact = torch.float64 if dtype == torch.float64 else torch.float32
+            cos, sin = build_rope_tables(n, c.grid_size, c.cond_tokens, c.head_dim, dtype=exact, device=device)
+            self._tables[key] = (cos.to(dtype), sin.to(dtype))
         cos, sin = self._tables[key]
         return cos[:steps], sin[:steps]
 
@@ -367,7 +373,10 @@ class ACPredictor(nn.Module):
             cond.append(self.extrinsics_encoder(extrinsics))
         x = torch.cat([torch.stack(cond, dim=2).to(x.dtype), x], dim=2).flatten(1, 2)  # [B, T*L, C]
 
-        cos, sin = self.rope_tables(past + T, x.device, x.dtype)
+        compute_dtype = x.dtype
+        if torch.is_autocast_enabled(x.device.type):  # tables in the matmul dtype: no per-layer casts
+            compute_dtype = torch.get_autocast_dtype(x.device.type)
+        cos, sin = self.rope_tables(past + T, x.device, compute_dtype)
         cos, sin = cos[past:].flatten(0, 1), sin[past:].flatten(0, 1)
         mask = self.block_causal_mask(T, past, x.device)
         for i, block in enumerate(self.predictor_blocks):

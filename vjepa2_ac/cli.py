@@ -11,7 +11,9 @@ import importlib
 import sys
 
 # command name -> (module under vjepa2_ac.commands, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "collect": ("collect", "collect simulated episodes (expert, noisy expert, random) into an episode dataset"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,282 @@
+"""Collect episodes from a Gymnasium env into a dataset directory (resumable, parallel).
+
+Episode ``i`` goes to ``<out>/episode_{i:06d}.h5`` with seed ``episode_seed(seed, i)`` and, for ``policy="mix"``,
+a policy drawn from the same seed, so a collection is a pure function of its config: re-running it skips the
+episodes already written (a file that fails to open is rewritten), and ``--workers`` does not change the data.
+
+The env must return observations ``{"pixels": uint8 [H, W, 3], "agent_pos": float [7]}`` and
+``info["is_success"]``. Optional env attributes used as episode metadata (on ``env.unwrapped`` or its ``cfg``):
+``control_hz`` (else ``metadata["render_fps"]``), ``camera_name`` or ``camera``, ``camera_intrinsics`` ([3, 3]),
+``camera_extrinsics``.
+Policies: ``expert`` / ``noisy-expert`` call ``expert_fn(env, noise=...)`` (default ``envs:scripted_expert``)
+which returns ``obs -> action``; ``random`` samples the action space (seeded); ``mix`` draws one of the three
+per episode.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vjepa2_ac.data.episode import PARTIAL_SUFFIX, EpisodeFile, EpisodeFormatError, EpisodeWriter
+
+POLICIES = ("expert", "noisy-expert", "random", "mix")
+MIX_POLICIES = ("expert", "noisy-expert", "random")
+
+
+@dataclass
+class CollectConfig:
+    """What to collect. ``env_kwargs`` go to ``gymnasium.make``; ``image_size`` and ``camera`` are added to them
+    when set."""
+
+    env_id: str = "vjepa2ac/FrankaPickPlace-v0"
+    policy: str = "expert"
+    episodes: int = 10
+    out: str = "data/collected"
+    workers: int = 1
+    seed: int = 0
+    image_size: int | None = 128
+    camera: str | None = None
+    max_steps: int | None = None
+    noise: float = 0.01  # passed as expert_fn(noise=...): envs.scripted_expert = translation noise std (m)
+    mix_weights: tuple[float, float, float] = (0.4, 0.4, 0.2)  # expert, noisy-expert, random
+    expert_fn: str = "envs:scripted_expert"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    compression: str | None = "gzip"
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.episodes < 0:
+            raise ValueError(f"episodes must be >= 0, got {self.episodes}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.image_size is not None and self.image_size <= 0:
+            raise ValueError(f"image_size must be positive or None, got {self.image_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0, got {self.noise}")
+        if len(self.mix_weights) != 3 or min(self.mix_weights) < 0 or sum(self.mix_weights) <= 0:
+            raise ValueError(f"mix_weights must be 3 non-negative weights with a positive sum, got {self.mix_weights}")
+        if ":" not in self.expert_fn:
+            raise ValueError(f"expert_fn must be 'module:function', got {self.expert_fn!r}")
+
+
+@dataclass
+class CollectSummary:
+    written: int
+    skipped: int
+    successes: int
+    steps: int
+    seconds: float
+
+    @property
+    def episodes_per_minute(self) -> float:
+        return 60.0 * self.written / self.seconds if self.seconds > 0 else float("nan")
+
+
+def episode_path(out: str | os.PathLike, i: int) -> Path:
+    return Path(out) / f"episode_{i:06d}.h5"
+
+
+def episode_seed(seed: int, i: int) -> int:
+    """Env seed of episode ``i`` (independent streams per episode; 31-bit so every env accepts it)."""
+    return int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint32)[0] >> 1)
+
+
+def episode_policy(config: CollectConfig, i: int) -> str:
+    if config.policy != "mix":
+        return config.policy
+    rng = np.random.default_rng((config.seed, i, 1))
+    weights = np.asarray(config.mix_weights, dtype=np.float64)
+    return MIX_POLICIES[int(rng.choice(3, p=weights / weights.sum()))]
+
+
+def is_complete(path: Path) -> bool:
+    """True when ``path`` is a readable episode file (what resuming skips)."""
+    if not path.exists():
+        return False
+    try:
+        with EpisodeFile(path):
+            return True
+    except EpisodeFormatError as err:
+        warnings.warn(f"rewriting unreadable episode file {path}: {err}", stacklevel=2)
+        return False
+
+
+def remove_stale_partials(out: Path) -> int:
+    """Delete temp files left by killed writers (their pid is gone); returns how many."""
+    removed = 0
+    for tmp in out.glob(f".*{PARTIAL_SUFFIX}"):
+        try:
+            pid = int(tmp.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_ENVS: dict[str, Any] = {}  # one env per process and config, reused across episodes
+
+
+def make_env(config: CollectConfig):
+    """``gymnasium.make`` with ``render_mode="rgb_array"``; imports ``envs`` for ``vjepa2ac/`` ids."""
+    import gymnasium as gym
+
+    if config.env_id.startswith("vjepa2ac/"):
+        importlib.import_module("envs")
+    kwargs = {"render_mode": "rgb_array", **config.env_kwargs}
+    if config.image_size is not None:
+        kwargs.setdefault("image_size", config.image_size)
+    if config.camera is not None:
+        kwargs.setdefault("camera", config.camera)
+    return gym.make(config.env_id, **kwargs)
+
+
+def _cached_env(config: CollectConfig):
+    key = json.dumps([config.env_id, config.image_size, config.camera, config.env_kwargs], sort_keys=True, default=str)
+    if key not in _ENVS:
+        _ENVS[key] = make_env(config)
+    return _ENVS[key]
+
+
+def _load_function(spec: str) -> Callable:
+    module, name = spec.split(":", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+def make_policy(env, name: str, config: CollectConfig, seed: int) -> Callable[[dict], np.ndarray]:
+    """``obs -> action`` for policy ``name`` (not ``mix``), seeded with ``seed``."""
+    if name == "random":
+        env.action_space.seed(seed)
+        return lambda obs: env.action_space.sample()
+    expert_fn = _load_function(config.expert_fn)
+    kwargs: dict[str, Any] = {"noise": config.noise if name == "noisy-expert" else 0.0}
+    params = inspect.signature(expert_fn).parameters
+    if "seed" in params:
+        kwargs["seed"] = seed
+    elif "rng" in params:
+        kwargs["rng"] = np.random.default_rng(seed)
+    return expert_fn(env, **kwargs)
+
+
+def _env_attr(env, name: str) -> Any:
+    """``env.unwrapped.<name>`` (called if a method), else ``env.unwrapped.cfg.<name>``, else None."""
+    base = env.unwrapped
+    value = getattr(base, name, None)
+    if value is None:
+        value = getattr(getattr(base, "cfg", None), name, None)
+    return value() if callable(value) else value
+
+
+def collect_episode(config: CollectConfig, i: int) -> dict[str, Any]:
+    """Run and save episode ``i``; returns ``{"index", "steps", "is_success", "policy", "seed"}``."""
+    env = _cached_env(config)
+    seed = episode_seed(config.seed, i)
+    policy_name = episode_policy(config, i)
+    obs, info = env.reset(seed=seed)
+    policy = make_policy(env, policy_name, config, seed)
+    camera = config.camera or _env_attr(env, "camera_name") or _env_attr(env, "camera") or "front"
+    control_hz = _env_attr(env, "control_hz") or env.metadata.get("render_fps")
+    metadata = {
+        "env_id": config.env_id, "seed": seed, "episode_index": i, "collection_seed": config.seed,
+        "policy": policy_name, "noise": config.noise if policy_name == "noisy-expert" else 0.0,
+        "control_hz": float(control_hz) if control_hz else "",
+        "env_kwargs": config.env_kwargs,
+    }
+    max_steps = config.max_steps if config.max_steps is not None else float("inf")
+    with EpisodeWriter(episode_path(config.out, i), camera=str(camera), metadata=metadata,
+                       intrinsics=_env_attr(env, "camera_intrinsics"), extrinsics=_env_attr(env, "camera_extrinsics"),
+                       compression=config.compression, overwrite=True) as writer:
+        steps = 0
+        while True:
+            action = np.asarray(policy(obs), dtype=np.float32)
+            frame, state = obs["pixels"], obs["agent_pos"]
+            obs, reward, terminated, truncated, info = env.step(action)
+            writer.add_step(frame, state, action, reward=float(reward))
+            steps += 1
+            if terminated or truncated or steps >= max_steps:
+                break
+        writer.add_step(obs["pixels"], obs["agent_pos"])
+        writer.is_success = bool(info.get("is_success", False))
+    return {"index": i, "steps": steps, "is_success": writer.is_success, "policy": policy_name, "seed": seed}
+
+
+def _write_config(config: CollectConfig) -> None:
+    path = Path(config.out) / "collect_config.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    tmp.write_text(json.dumps(asdict(config), indent=1))
+    os.replace(tmp, path)
+
+
+def collect(config: CollectConfig, *, progress: bool = True) -> CollectSummary:
+    """Collect ``config.episodes`` episodes into ``config.out``, skipping complete ones; returns counts."""
+    from tqdm.auto import tqdm
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)
+    _write_config(config)
+    todo = [i for i in range(config.episodes) if not is_complete(episode_path(out, i))]
+    skipped = config.episodes - len(todo)
+    start = time.perf_counter()
+    successes = steps = 0
+    bar = tqdm(total=config.episodes, initial=skipped, desc=f"collect {config.env_id}", unit="ep",
+               disable=not progress)
+
+    def done(result: dict[str, Any]) -> None:
+        nonlocal successes, steps
+        successes += int(result["is_success"])
+        steps += result["steps"]
+        bar.update(1)
+        bar.set_postfix(success=f"{successes}/{bar.n - skipped}")
+
+    try:
+        if config.workers == 1 or len(todo) <= 1:
+            for i in todo:
+                done(collect_episode(config, i))
+        else:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")  # MuJoCo/EGL contexts do not survive fork
+            with ProcessPoolExecutor(max_workers=min(config.workers, len(todo)), mp_context=ctx) as pool:
+                pending = {pool.submit(collect_episode, config, i) for i in todo}
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in finished:
+                        if fut.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise fut.exception()
+                        done(fut.result())
+    finally:
+        bar.close()
+    return CollectSummary(written=len(todo), skipped=skipped, successes=successes, steps=steps,
+                          seconds=time.perf_counter() - start)

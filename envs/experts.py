@@ -1,0 +1,118 @@
+"""Scripted experts for every Franka task (ground-truth state machines, used for tests and data collection)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from envs.franka_env import LIFT_HEIGHT
+
+APPROACH_HEIGHT = 0.10  # pre-grasp / pre-place height above the grasp point (m)
+
+
+class ScriptedExpert:
+    """``expert(obs) -> action [7]`` (float32, DROID delta convention) for the env it was built on.
+
+    It reads simulator ground truth through the env's public getters (object pose, goal, commanded pose), so
+    the ``obs`` argument is only accepted for a policy-like signature. ``noise`` is the std (m) of Gaussian noise
+    added to the translation part of every action (``seed`` seeds it). A new episode (``env.reset``) is detected
+    automatically.
+    """
+
+    def __init__(self, env, noise: float = 0.0, seed: int | None = None, tolerance: float = 0.012):
+        self.env = env.unwrapped
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        self.noise, self.tolerance = float(noise), float(tolerance)
+        self.rng = np.random.default_rng(seed)
+        self._episode = None
+        self.phase = 0
+        self._count = 0
+
+    def reset(self) -> None:
+        self.phase, self._count = 0, 0
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _move(self, target_pos, target_mat, dg: float) -> np.ndarray:
+        e = self.env
+        cmd = e.get_commanded_state()
+        cmd_mat = Rotation.from_euler("xyz", cmd[3:6]).as_matrix()
+        t, r = e.cfg.max_translation, e.cfg.max_rotation
+        dpos = np.clip(np.asarray(target_pos) - cmd[:3], -t, t)
+        drot = np.clip(Rotation.from_matrix(target_mat @ cmd_mat.T).as_euler("xyz"), -r, r)
+        if self.noise > 0:
+            dpos = dpos + self.rng.normal(0.0, self.noise, 3)
+        return np.concatenate([dpos, drot, [dg]]).astype(np.float32)
+
+    def _near(self, target_pos, tol: float | None = None) -> bool:
+        return bool(np.linalg.norm(self.env.get_ee_pose()[0] - np.asarray(target_pos)) < (tol or self.tolerance))
+
+    def _grasp_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        e = self.env
+        obj_pos, obj_quat = e.get_object_pose()
+        return e._pinch_for_object(obj_pos, obj_quat), e._grasp_mat(obj_quat)
+
+    # ------------------------------------------------------------------------------------------------ policy
+    def __call__(self, obs=None) -> np.ndarray:
+        e = self.env
+        if e.episode_id != self._episode:
+            self._episode = e.episode_id
+            self.reset()
+        task = e.cfg.task
+        if task == "reach":
+            return self._move(e.goal["position"], e._home_mat, 0.0)
+        if task == "reach_with_object":
+            ee_pos, ee_mat = e.get_ee_pose()
+            offset = ee_pos - e.get_object_pose()[0]
+            return self._move(np.asarray(e.goal["position"]) + offset, ee_mat, 1.0)
+        return self._pick(place=task == "pick_place")
+
+    def _pick(self, place: bool) -> np.ndarray:
+        e = self.env
+        grasp_pos, grasp_mat = self._grasp_frame()
+        if 3 <= self.phase <= 5 and not e.is_grasping() and self._count > 1:
+            self.phase, self._count = 0, 0  # dropped it: start over
+        self._count += 1
+        if self.phase == 0:  # above the object, gripper open, yaw aligned
+            target = grasp_pos + [0.0, 0.0, APPROACH_HEIGHT]
+            if self._near(target, 0.02):
+                self.phase, self._count = 1, 0
+            return self._move(target, grasp_mat, -1.0)
+        if self.phase == 1:  # straight down to the grasp point
+            if self._near(grasp_pos, 0.008) or self._count > 8:
+                self.phase, self._count = 2, 0
+            return self._move(grasp_pos, grasp_mat, -1.0)
+        if self.phase == 2:  # close
+            if self._count >= 3:
+                self.phase, self._count = 3, 0
+            return self._move(grasp_pos, grasp_mat, 1.0)
+        ee_pos, ee_mat = e.get_ee_pose()
+        if not place:  # grasp task: lift and hold
+            lift = e.goal["configs"][-1][0]
+            return self._move(lift, grasp_mat if self.phase == 3 else ee_mat, 1.0)
+        place_pinch, place_mat = e.goal["configs"][-1][0], e.goal["configs"][-1][1]
+        over = place_pinch + [0.0, 0.0, LIFT_HEIGHT]
+        if self.phase == 3:  # lift
+            target = np.array([ee_pos[0], ee_pos[1], over[2]])
+            if ee_pos[2] > over[2] - 0.03:
+                self.phase, self._count = 4, 0
+            return self._move(target, ee_mat, 1.0)
+        if self.phase == 4:  # carry over the target
+            if self._near(over, 0.015):
+                self.phase, self._count = 5, 0
+            return self._move(over, ee_mat, 1.0)
+        if self.phase == 5:  # lower onto the table
+            target = place_pinch + [0.0, 0.0, 0.004]
+            if self._near(target, 0.008) or self._count > 8:
+                self.phase, self._count = 6, 0
+            return self._move(target, ee_mat, 1.0)
+        if self.phase == 6:  # open
+            if self._count >= 2:
+                self.phase, self._count = 7, 0
+            return self._move(ee_pos, ee_mat, -1.0)
+        return self._move(place_pinch, place_mat, -1.0)  # released: hold still (the "placed" sub-goal)
+
+
+def scripted_expert(env, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+    """Scripted expert policy for ``env`` (any registered Franka task/backend): ``action = expert(obs)``."""
+    return ScriptedExpert(env, noise=noise, seed=seed)

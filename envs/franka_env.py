@@ -1,0 +1,405 @@
+"""Gymnasium Franka tabletop tasks in the DROID action/state convention (MuJoCo or PyBullet backend).
+
+Action ``[dx, dy, dz, droll, dpitch, dyaw, dg]`` per control step (default 4 Hz): the target pose is integrated
+from the last *commanded* pose (``xyz' = xyz + dxyz``, ``R' = R(d_euler_xyz) · R``, world-frame extrinsic xyz
+Euler deltas), held on a leash around the measured pose and inside a workspace box; ``g' = clip(g + dg, 0, 1)``
+is the commanded gripper closedness (0 open). Out-of-range action components are clipped to the action space and
+reported in ``info["action_clipped"]``; wrong shapes and non-finite values raise ``ValueError``.
+
+State ``agent_pos = [x, y, z, roll, pitch, yaw, g]`` (float32): tool centre point ("pinch") in the robot base
+frame, extrinsic xyz Euler angles, measured gripper closedness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from scipy.spatial.transform import Rotation
+
+TASKS = ("reach", "grasp", "reach_with_object", "pick_place")
+BACKENDS = ("mujoco", "pybullet")
+LIFT_HEIGHT = 0.12  # grasp goal / "lifted over target" sub-goal: object raised this much above its rest height
+
+
+@dataclass
+class FrankaEnvConfig:
+    """All knobs of :class:`FrankaEnv` (pass any of them as ``gymnasium.make`` kwargs).
+
+    task: "reach" | "grasp" | "reach_with_object" | "pick_place".  object: "cube" | "cup" (reach also "none").
+    control_hz: control rate (DROID: ~4 Hz; MuJoCo physics runs at 500 Hz underneath).
+    image_size: (height, width) of rendered images.  camera: "exterior_1" | "exterior_2" | "wrist".
+    wrist_camera: add ``obs["wrist_pixels"]``.  goal_keys: add GoalEnv keys observation/achieved_goal/desired_goal.
+    max_translation / max_rotation: per-step limits of |dxyz| (m, per axis) and |d_euler| (rad, per axis).
+    leash / leash_rotation: the integrated target stays within this distance (m / rad) of the measured pose.
+    workspace_low / workspace_high: box (m) the commanded tool centre point is clipped to.
+    randomize_object / randomize_goal: sample object pose / goal at reset (else fixed nominal ones).
+    randomize_lighting / randomize_table_color: appearance randomisation at reset.
+    camera_jitter: std of exterior camera position / look-at jitter (m) at reset (0 = off).
+    success_threshold: distance (m) for reach / place success.  render_goals: render goal images at reset.
+    terminate_on_success: end the episode when ``is_success`` first becomes true.
+    msaa / shadows: MuJoCo render quality (MSAA 4 costs ~2x per frame on CPU rendering; renders larger than
+        ``max(image_size)`` (min 256) are not possible).
+    """
+
+    task: str = "reach"
+    object: str = "cube"
+    backend: str = "mujoco"
+    control_hz: float = 4.0
+    image_size: tuple[int, int] = (256, 256)
+    camera: str = "exterior_1"
+    wrist_camera: bool = False
+    goal_keys: bool = False
+    max_translation: float = 0.075
+    max_rotation: float = 0.25
+    leash: float = 0.10
+    leash_rotation: float = 0.5
+    workspace_low: tuple[float, float, float] = (0.25, -0.45, 0.012)
+    workspace_high: tuple[float, float, float] = (0.80, 0.45, 0.60)
+    randomize_object: bool = True
+    randomize_goal: bool = True
+    randomize_lighting: bool = False
+    randomize_table_color: bool = False
+    camera_jitter: float = 0.0
+    success_threshold: float = 0.05
+    render_goals: bool = True
+    terminate_on_success: bool = False
+    msaa: int = 0
+    shadows: bool = False
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        allowed = ("cube", "cup", "none") if self.task == "reach" else ("cube", "cup")
+        if self.object not in allowed:
+            raise ValueError(f"object must be one of {allowed} for task {self.task!r}, got {self.object!r}")
+        if self.camera not in ("exterior_1", "exterior_2", "wrist"):
+            raise ValueError(f"camera must be 'exterior_1', 'exterior_2' or 'wrist', got {self.camera!r}")
+        h, w = self.image_size
+        if not (16 <= h <= 1024 and 16 <= w <= 1024):
+            raise ValueError(f"image_size must be (height, width) within 16..1024, got {self.image_size}")
+        if not (0 < self.control_hz <= 100):
+            raise ValueError(f"control_hz must be in (0, 100], got {self.control_hz}")
+        if self.max_translation <= 0 or self.max_rotation <= 0:
+            raise ValueError("max_translation and max_rotation must be > 0")
+
+
+def _make_sim(cfg: FrankaEnvConfig):
+    size = max(cfg.image_size)
+    if cfg.backend == "mujoco":
+        from envs.mujoco_sim import MujocoSim
+
+        return MujocoSim(object=cfg.object, control_hz=cfg.control_hz, msaa=cfg.msaa, shadows=cfg.shadows,
+                         max_image_size=max(256, size))
+    from envs.pybullet_sim import BulletSim
+
+    return BulletSim(object=cfg.object, control_hz=cfg.control_hz, shadows=cfg.shadows)
+
+
+def _yaw_aligned(mat: np.ndarray, object_quat: np.ndarray, symmetry: float) -> np.ndarray:
+    """Rotate a gripper-down orientation about world z so the closing axis meets the object faces."""
+    if symmetry <= 0:
+        return mat
+    obj_yaw = Rotation.from_quat(object_quat, scalar_first=True).as_euler("xyz")[2]
+    grip_yaw = np.arctan2(mat[1, 1], mat[0, 1])  # direction of the closing (y) axis
+    delta = (obj_yaw + np.pi / 2 - grip_yaw + symmetry / 2) % symmetry - symmetry / 2
+    return Rotation.from_euler("z", delta).as_matrix() @ mat
+
+
+class FrankaEnv(gym.Env):
+    """Franka Panda tabletop task. See the module docstring for the action/state convention.
+
+    Public getters used by drivers, data collection and planners: :meth:`get_ee_state` (DROID 7-vector),
+    :meth:`get_ee_pose`, :meth:`get_object_pose`, :meth:`render` (``camera=`` any camera),
+    :meth:`render_configuration` (image of an arbitrary goal configuration), :attr:`goal` (task goal dict).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = "rgb_array", **kwargs):
+        names = {f.name for f in fields(FrankaEnvConfig)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown FrankaEnv option(s) {unknown}; valid: {sorted(names)}")
+        if "image_size" in kwargs:
+            size = kwargs["image_size"]
+            kwargs["image_size"] = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
+        self.cfg = cfg = FrankaEnvConfig(**kwargs)
+        cfg.validate()
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": cfg.control_hz}
+        self.sim = _make_sim(cfg)
+        h, w = cfg.image_size
+        t, r = cfg.max_translation, cfg.max_rotation
+        self.action_space = spaces.Box(np.array([-t, -t, -t, -r, -r, -r, -1], np.float32),
+                                       np.array([t, t, t, r, r, r, 1], np.float32), dtype=np.float32)
+        obs = {
+            "pixels": spaces.Box(0, 255, (h, w, 3), np.uint8),
+            "agent_pos": spaces.Box(np.array([-2, -2, -2, -4, -4, -4, 0], np.float32),
+                                    np.array([2, 2, 2, 4, 4, 4, 1], np.float32), dtype=np.float32),
+        }
+        if cfg.wrist_camera:
+            obs["wrist_pixels"] = spaces.Box(0, 255, (h, w, 3), np.uint8)
+        if cfg.goal_keys:
+            obs["observation"] = spaces.Box(-10, 10, (14,), np.float32)
+            obs["achieved_goal"] = spaces.Box(-10, 10, (3,), np.float32)
+            obs["desired_goal"] = spaces.Box(-10, 10, (3,), np.float32)
+        self.observation_space = spaces.Dict(obs)
+        self._ws_low, self._ws_high = np.asarray(cfg.workspace_low), np.asarray(cfg.workspace_high)
+        self.goal: dict = {}
+        self.episode_id = -1
+        self.sim.reset(np.array([0.5, 0.0, self.sim.object_rest_z]), np.array([1.0, 0, 0, 0]))
+        self._home_pos, self._home_mat = self.sim.ee_pose()
+
+    # ----------------------------------------------------------------------------------------------- getters
+    def get_ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """Measured tool-centre-point position [3] (m, base frame) and rotation matrix [3, 3]."""
+        return self.sim.ee_pose()
+
+    def get_ee_state(self) -> np.ndarray:
+        """DROID state ``[x, y, z, roll, pitch, yaw, g]`` (float64): extrinsic xyz Euler, measured closedness."""
+        pos, mat = self.sim.ee_pose()
+        euler = Rotation.from_matrix(mat).as_euler("xyz")
+        return np.concatenate([pos, euler, [self.sim.gripper_closedness()]])
+
+    def get_commanded_state(self) -> np.ndarray:
+        """The integrated commanded target ``[x, y, z, roll, pitch, yaw, g]`` the controller is tracking."""
+        return np.concatenate([self._cmd_pos, Rotation.from_matrix(self._cmd_mat).as_euler("xyz"), [self._cmd_g]])
+
+    def get_object_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """Object origin position [3] and quaternion (w, x, y, z) [4] (NaN position when there is no object)."""
+        return self.sim.object_pose()
+
+    def is_grasping(self) -> bool:
+        """Both fingers touch the object (simulator ground truth)."""
+        return self.sim.object_grasped()
+
+    def render(self, camera: str | None = None, image_size: tuple[int, int] | None = None) -> np.ndarray:
+        """uint8 [H, W, 3] frame of the current state from ``camera`` (default: the observation camera)."""
+        h, w = image_size or self.cfg.image_size
+        return self.sim.render(camera or self.cfg.camera, h, w)
+
+    def render_configuration(self, ee_pos, ee_mat=None, closedness: float = 0.0, object_pos=None,
+                             object_quat=None, camera: str | None = None,
+                             image_size: tuple[int, int] | None = None) -> np.ndarray:
+        """Image of an arbitrary configuration: tool centre point at ``ee_pos`` [3] with rotation ``ee_mat``
+        [3, 3] (default: the home, gripper-down orientation), gripper ``closedness`` in [0, 1], object at
+        ``object_pos``/``object_quat`` (default: where it is now). The physics state is not touched."""
+        h, w = image_size or self.cfg.image_size
+        if object_pos is None:
+            object_pos, object_quat = self.sim.object_pose()
+        return self.sim.render_configuration(np.asarray(ee_pos, float),
+                                             self._home_mat if ee_mat is None else np.asarray(ee_mat, float),
+                                             float(closedness), object_pos, object_quat,
+                                             camera or self.cfg.camera, h, w)
+
+    # ----------------------------------------------------------------------------------------------- task setup
+    def _sample_object(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        xy = np.array([0.5, 0.0])
+        yaw = 0.0
+        if self.cfg.randomize_object:
+            xy = xy + rng.uniform([-0.08, -0.12], [0.08, 0.12])
+            yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+        pos = np.array([xy[0], xy[1], self.sim.object_rest_z])
+        return pos, Rotation.from_euler("z", yaw).as_quat(scalar_first=True)
+
+    def _sample_point(self, rng, low, high, nominal, away_from=None, min_dist=0.0) -> np.ndarray:
+        if not self.cfg.randomize_goal:
+            return np.asarray(nominal, float)
+        for _ in range(100):
+            p = rng.uniform(low, high)
+            if away_from is None or np.linalg.norm((p - away_from)[: len(p)]) >= min_dist:
+                return p
+        return p
+
+    def _grasp_mat(self, object_quat) -> np.ndarray:
+        symmetry = np.pi / 2 if self.cfg.object == "cube" else 0.0
+        return _yaw_aligned(self._home_mat, object_quat, symmetry)
+
+    def _pinch_for_object(self, object_pos, object_quat) -> np.ndarray:
+        return np.asarray(object_pos) + Rotation.from_quat(object_quat, scalar_first=True).apply(
+            self.sim.grasp_offset)
+
+    def _setup_task(self, rng: np.random.Generator, options: dict) -> None:
+        cfg, sim = self.cfg, self.sim
+        obj_pos, obj_quat = self._sample_object(rng) if sim.has_object else (None, None)
+        if "object_pos" in options:
+            obj_pos = np.asarray(options["object_pos"], float)
+        if "object_quat" in options:
+            obj_quat = np.asarray(options["object_quat"], float)
+        width = 2 * sim.object_half_width
+        hold_g = sim.closedness_for_gap(width) if sim.has_object else 1.0
+        rest = sim.object_rest_z
+        g = {"task": cfg.task, "hold_closedness": hold_g}
+        if cfg.task == "reach":
+            sim.reset(obj_pos if sim.has_object else None, obj_quat)
+            goal = self._sample_point(rng, [0.35, -0.22, 0.10], [0.65, 0.22, 0.38], [0.58, 0.14, 0.16],
+                                      away_from=self._home_pos, min_dist=0.10)
+            goal = np.asarray(options.get("goal", goal), float)
+            g["position"] = goal
+            g["configs"] = [(goal, self._home_mat, 0.0, obj_pos, obj_quat)]
+        elif cfg.task == "grasp":
+            sim.reset(obj_pos, obj_quat)
+            lifted = obj_pos + [0.0, 0.0, LIFT_HEIGHT]
+            g["position"] = lifted
+            mat = self._grasp_mat(obj_quat)
+            g["configs"] = [(self._pinch_for_object(lifted, obj_quat), mat, hold_g, lifted, obj_quat)]
+        elif cfg.task == "reach_with_object":
+            held_quat = np.array([1.0, 0.0, 0.0, 0.0])  # held square to the (home-oriented) gripper
+            start_obj = self._home_pos - sim.grasp_offset
+            sim.reset(obj_pos, obj_quat)
+            sim.place(self._home_pos, self._home_mat, hold_g, start_obj, held_quat)
+            sim.set_gripper_command(1.0)
+            sim.settle(0.3)
+            goal = self._sample_point(rng, [0.38, -0.22, rest + 0.06], [0.65, 0.22, rest + 0.25],
+                                      [0.58, 0.15, rest + 0.10], away_from=start_obj, min_dist=0.10)
+            goal = np.asarray(options.get("goal", goal), float)
+            g["position"] = goal
+            g["configs"] = [(self._pinch_for_object(goal, held_quat), self._home_mat, hold_g, goal, held_quat)]
+        else:  # pick_place
+            sim.reset(obj_pos, obj_quat)
+            target = self._sample_point(rng, [0.40, -0.18], [0.62, 0.18], [0.55, -0.12],
+                                        away_from=obj_pos[:2], min_dist=0.12)
+            target = np.asarray(options.get("goal", target), float)[:2]
+            placed = np.array([target[0], target[1], rest])
+            over = placed + [0.0, 0.0, LIFT_HEIGHT]
+            mat = self._grasp_mat(obj_quat)
+            g["position"] = placed
+            g["configs"] = [
+                (self._pinch_for_object(obj_pos, obj_quat), mat, hold_g, obj_pos, obj_quat),  # grasped
+                (self._pinch_for_object(over, obj_quat), mat, hold_g, over, obj_quat),  # lifted over target
+                (self._pinch_for_object(placed, obj_quat), mat, 0.0, placed, obj_quat),  # placed, released
+            ]
+        g["states"] = [np.concatenate([p, Rotation.from_matrix(m).as_euler("xyz"), [c]])
+                       for p, m, c, *_ in g["configs"]]
+        g["state"] = g["states"][-1]
+        self.goal = g
+
+    def _render_goals(self) -> None:
+        if not self.cfg.render_goals:
+            self.goal["subgoal_pixels"] = []
+            self.goal["pixels"] = None
+            return
+        h, w = self.cfg.image_size
+        imgs = [self.sim.render_configuration(p, m, c, op, oq, self.cfg.camera, h, w)
+                for p, m, c, op, oq in self.goal["configs"]]
+        self.goal["subgoal_pixels"] = imgs
+        self.goal["pixels"] = imgs[-1]
+
+    # ----------------------------------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        cfg, sim, rng = self.cfg, self.sim, self.np_random
+        self.episode_id += 1
+        if cfg.randomize_lighting or cfg.randomize_table_color or cfg.camera_jitter > 0:
+            table = None
+            if cfg.randomize_table_color:
+                table = np.concatenate([rng.uniform([0.35, 0.25, 0.15], [0.85, 0.75, 0.6]), [1.0]])
+            light = rng.uniform(0.6, 1.4) if cfg.randomize_lighting else 1.0
+            offsets = None
+            if cfg.camera_jitter > 0:
+                offsets = {n: (rng.normal(0, cfg.camera_jitter, 3), rng.normal(0, cfg.camera_jitter, 3))
+                           for n in ("exterior_1", "exterior_2")}
+            sim.set_appearance(table, light, offsets)
+        # The goal images are rendered kinematically before any physics step of the episode.
+        self._setup_task(rng, options)
+        self._render_goals()
+        self._cmd_pos, self._cmd_mat = sim.ee_pose()
+        self._cmd_g = 1.0 if cfg.task == "reach_with_object" else 0.0
+        self._success_latched = False
+        return self._obs(), self._info(clipped=False, applied=np.zeros(7, np.float32))
+
+    def _validate_action(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (7,):
+            raise ValueError(f"action must have shape (7,) = [dx, dy, dz, droll, dpitch, dyaw, dg], got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be finite, got {a.tolist()}")
+        return a
+
+    def step(self, action):
+        a = self._validate_action(action)
+        low, high = self.action_space.low.astype(np.float64), self.action_space.high.astype(np.float64)
+        applied = np.clip(a, low, high)
+        clipped = bool(np.any(applied != a))
+        cfg, sim = self.cfg, self.sim
+        pos_t = self._cmd_pos + applied[:3]
+        mat_t = Rotation.from_euler("xyz", applied[3:6]).as_matrix() @ self._cmd_mat
+        meas_pos, meas_mat = sim.ee_pose()
+        off = pos_t - meas_pos
+        dist = np.linalg.norm(off)
+        if dist > cfg.leash:
+            pos_t = meas_pos + off * (cfg.leash / dist)
+        rv = Rotation.from_matrix(mat_t @ meas_mat.T).as_rotvec()
+        ang = np.linalg.norm(rv)
+        if ang > cfg.leash_rotation:
+            mat_t = Rotation.from_rotvec(rv * (cfg.leash_rotation / ang)).as_matrix() @ meas_mat
+        pos_t = np.clip(pos_t, self._ws_low, self._ws_high)
+        self._cmd_g = float(np.clip(self._cmd_g + applied[6], 0.0, 1.0))
+        sim.servo(pos_t, mat_t, self._cmd_g)
+        self._cmd_pos, self._cmd_mat = pos_t, mat_t
+        info = self._info(clipped=clipped, applied=applied.astype(np.float32))
+        terminated = bool(cfg.terminate_on_success and info["is_success"])
+        return self._obs(), float(info["is_success"]), terminated, False, info
+
+    # ----------------------------------------------------------------------------------------------- success
+    def _is_success(self) -> bool:
+        cfg, sim, goal = self.cfg, self.sim, self.goal
+        thr = cfg.success_threshold
+        if cfg.task == "reach":
+            return bool(np.linalg.norm(sim.ee_pose()[0] - goal["position"]) < thr)
+        obj_pos, _ = sim.object_pose()
+        rest = sim.object_rest_z
+        if cfg.task == "grasp":
+            return bool(obj_pos[2] - rest >= 0.05 and sim.object_grasped())
+        if cfg.task == "reach_with_object":
+            return bool(np.linalg.norm(obj_pos - goal["position"]) < thr and sim.object_grasped())
+        on_table = obj_pos[2] - rest < 0.015
+        released = self._cmd_g < 0.5 and not sim.object_grasped()
+        return bool(np.linalg.norm(obj_pos[:2] - goal["position"][:2]) < thr and on_table and released)
+
+    def _achieved_goal(self) -> np.ndarray:
+        return self.sim.ee_pose()[0] if self.cfg.task == "reach" else self.sim.object_pose()[0]
+
+    def compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        """GoalEnv-style sparse reward: 0 when within ``success_threshold``, else -1 (vectorised)."""
+        d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
+        return -(d >= self.cfg.success_threshold).astype(np.float32)
+
+    def _obs(self) -> dict:
+        h, w = self.cfg.image_size
+        obs = {"pixels": self.sim.render(self.cfg.camera, h, w),
+               "agent_pos": self.get_ee_state().astype(np.float32)}
+        if self.cfg.wrist_camera:
+            obs["wrist_pixels"] = self.sim.render("wrist", h, w)
+        if self.cfg.goal_keys:
+            obj_pos, obj_quat = self.sim.object_pose()
+            if not self.sim.has_object:
+                obj_pos = np.zeros(3)
+            obs["observation"] = np.concatenate([obs["agent_pos"], obj_pos, obj_quat]).astype(np.float32)
+            obs["achieved_goal"] = self._achieved_goal().astype(np.float32)
+            obs["desired_goal"] = np.asarray(self.goal["position"], np.float32)
+        return obs
+
+    def _info(self, clipped: bool, applied: np.ndarray) -> dict:
+        return {
+            "is_success": self._is_success(),
+            "grasped": self.sim.object_grasped(),
+            "goal_pixels": None if self.goal.get("pixels") is None else self.goal["pixels"].copy(),
+            "subgoals": [img.copy() for img in self.goal.get("subgoal_pixels", [])],
+            "goal_state": self.goal["state"].astype(np.float32),
+            "subgoal_states": [s.astype(np.float32) for s in self.goal["states"]],
+            "action_clipped": clipped,
+            "applied_action": applied,
+        }
+
+    def close(self) -> None:
+        if hasattr(self, "sim"):
+            self.sim.close()

@@ -1,0 +1,130 @@
+"""Pieces shared by all planners: the common config fields, input checks and batched energy evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from planners.constraints import ActionSpace, Constraint
+from planners.protocol import WorldModelLike
+
+EnergyOn = Literal["final", "sum"]
+_AUTOCAST_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16)
+
+
+@dataclass
+class SearchConfig:
+    """Fields every planner config has.
+
+    horizon: number of planned actions H.
+    maxnorm, constraint, search_rotation, rotation_maxnorm, gripper_max, axis, close_gripper: see
+        :class:`planners.constraints.ActionSpace`.
+    energy: ``"final"`` scores the last predicted frame (released), ``"sum"`` sums the energies of all H.
+    warm_start: start from the previous plan shifted by one step (call ``planner.reset()`` per episode).
+    dtype: autocast dtype for the world-model calls (``torch.bfloat16`` for speed); ``None`` = no autocast.
+    evaluate_plan: roll the returned plan out once more to report its energy (``Plan.energy``).
+    """
+
+    horizon: int = 1
+    maxnorm: float = 0.05
+    constraint: Constraint = "box"
+    search_rotation: bool = False
+    rotation_maxnorm: float = 0.1
+    gripper_max: float = 0.75
+    axis: dict[int, float] = field(default_factory=dict)
+    close_gripper: int | None = None
+    energy: EnergyOn = "final"
+    warm_start: bool = False
+    dtype: torch.dtype | None = None
+    evaluate_plan: bool = True
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if self.energy not in ("final", "sum"):
+            raise ValueError(f"energy must be 'final' or 'sum', got {self.energy!r}")
+        if self.dtype not in _AUTOCAST_DTYPES:
+            raise ValueError(f"dtype must be one of {_AUTOCAST_DTYPES}, got {self.dtype}")
+        self.action_space()  # validates the constraint fields
+
+    def action_space(self) -> ActionSpace:
+        return ActionSpace(
+            constraint=self.constraint,
+            maxnorm=self.maxnorm,
+            search_rotation=self.search_rotation,
+            rotation_maxnorm=self.rotation_maxnorm,
+            gripper_max=self.gripper_max,
+            axis=dict(self.axis),
+            close_gripper=self.close_gripper,
+        )
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def check_inputs(z0: Tensor, s0: Tensor, z_goal: Tensor, context_actions: Tensor | None) -> None:
+    """Validate the planner inputs (see :meth:`planners.protocol.Planner.plan`)."""
+    if z0.ndim != 4 or z0.shape[0] != 1:
+        raise ValueError(f"z0 must be [1, T0, N, D], got shape {tuple(z0.shape)}")
+    t0 = z0.shape[1]
+    if s0.shape != (1, t0, 7):
+        raise ValueError(f"s0 must be [1, T0={t0}, 7], got shape {tuple(s0.shape)}")
+    if z_goal.ndim != 4 or z_goal.shape[0] != 1 or z_goal.shape[1] != 1 or z_goal.shape[2:] != z0.shape[2:]:
+        raise ValueError(f"z_goal must be [1, 1, N, D] = [1, 1, {z0.shape[2]}, {z0.shape[3]}], got {tuple(z_goal.shape)}")
+    if t0 > 1 and context_actions is None:
+        raise ValueError(f"context_actions [1, T0-1={t0 - 1}, 7] is required when z0 has T0={t0} frames")
+    if context_actions is not None and context_actions.shape != (1, t0 - 1, 7):
+        raise ValueError(f"context_actions must be [1, T0-1={t0 - 1}, 7], got {tuple(context_actions.shape)}")
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"generator is on {generator.device}, but the context latents z0 are on {device}")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast for the world-model calls, or nothing when ``dtype`` is None/float32."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def rollout_energy(
+    world_model: WorldModelLike,
+    z0: Tensor,
+    s0: Tensor,
+    z_goal: Tensor,
+    actions: Tensor,
+    *,
+    context_actions: Tensor | None = None,
+    energy: EnergyOn = "final",
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Energies ``[B]`` (float32) of B action sequences ``[B, H, 7]`` from a ``[1, T0, ...]`` context.
+
+    The context is expanded (no copy) to B; the known ``context_actions [1, T0-1, 7]`` are prepended.
+    """
+    b = actions.shape[0]
+    z = z0.expand(b, -1, -1, -1)
+    s = s0.expand(b, -1, -1)
+    if context_actions is not None and context_actions.shape[1] > 0:
+        actions = torch.cat([context_actions.to(actions).expand(b, -1, -1), actions], dim=1)
+    with autocast(z0.device, dtype):
+        z_pred, _ = world_model.rollout(z, s, actions)
+        if energy == "final":
+            e = world_model.energy(z_pred[:, -1:], z_goal)
+        else:
+            e = sum(world_model.energy(z_pred[:, h : h + 1], z_goal) for h in range(z_pred.shape[1]))
+    return e.float()
+
+
+def shift_plan(previous: Tensor, initial: Tensor) -> Tensor:
+    """Warm start: ``previous [H, d]`` shifted one step forward, the last step taken from ``initial [H, d]``."""
+    return torch.cat([previous[1:], initial[-1:]], dim=0)

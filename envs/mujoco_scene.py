@@ -26,7 +26,10 @@ SERVO_FORCE = np.array([87, 87, 87, 87, 12, 12, 12], dtype=float)
 CAMERAS = {
     "exterior_1": ((1.05, 0.55, 0.85), (0.38, 0.0, 0.16)),
     "exterior_2": ((1.05, -0.55, 0.85), (0.38, 0.0, 0.16)),
+    # Closer exterior view framing only the task area (objects, goals, gripper): what small encoders plan from.
+    "workspace": ((0.95, 0.38, 0.56), (0.48, 0.0, 0.13)),
 }
+EXTERIOR_CAMERAS = tuple(CAMERAS)
 CAMERA_FOVY = 55.0
 TABLE_RGBA = (0.62, 0.48, 0.33, 1.0)
 OBJECT_RGBA = {"cube": (0.85, 0.15, 0.12, 1.0), "cup": (0.15, 0.35, 0.8, 1.0)}

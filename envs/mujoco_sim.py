@@ -75,7 +75,7 @@ class MujocoSim:
     """One Franka scene in MuJoCo. Poses are in the robot base (= world) frame; quaternions are (w, x, y, z)."""
 
     name = "mujoco"
-    camera_names = ("exterior_1", "exterior_2", "wrist")
+    camera_names = (*CAMERAS, "wrist")
     home_qpos = HOME_QPOS
 
     def __init__(self, object: str = "cube", control_hz: float = 4.0, msaa: int = 4, shadows: bool = False,

@@ -128,7 +128,7 @@ class BulletSim:
     """Franka scene in PyBullet; same public methods as ``MujocoSim``. Quaternions are (w, x, y, z)."""
 
     name = "pybullet"
-    camera_names = ("exterior_1", "exterior_2", "wrist")
+    camera_names = (*CAMERAS, "wrist")
     home_qpos = HOME_QPOS
 
     def __init__(self, object: str = "cube", control_hz: float = 4.0, shadows: bool = False):

@@ -241,3 +241,16 @@ def test_expert_noise_changes_actions():
     assert not np.allclose(a0, a1) and np.allclose(a0[3:], a1[3:])
     with pytest.raises(ValueError, match="noise"):
         envs.scripted_expert(env, noise=-1)
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+def test_workspace_camera_frames_the_task_area(backend):
+    """The close 'workspace' camera (used by small planning models) sees the object larger than exterior_1."""
+    sizes = {}
+    for camera in ("exterior_1", "workspace"):
+        env = gym.make("vjepa2ac/FrankaGrasp-v0", backend=backend, camera=camera, image_size=64)
+        obs, _ = env.reset(seed=0)
+        red = (obs["pixels"][..., 0] > 150) & (obs["pixels"][..., 1] < 80) & (obs["pixels"][..., 2] < 80)
+        sizes[camera] = int(red.sum())
+        env.close()
+    assert sizes["workspace"] > sizes["exterior_1"] > 0

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from scipy.spatial.transform import Rotation
+
 from envs.mujoco_scene import CAMERAS
 
 TASKS = ("reach", "grasp", "reach_with_object", "pick_place")

@@ -153,7 +153,7 @@ class CEM:
         check_inputs(z0, s0, z_goal, context_actions)
         check_generator(generator, z0.device)
         cfg = self.config
-        kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype)
+        kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype, rescore=cfg.rescore)
         mean, std = self.initial_distribution(z0.device)
         history = []
         with torch.no_grad():

@@ -27,6 +27,8 @@ class SearchConfig:
     warm_start: start from the previous plan shifted by one step (call ``planner.reset()`` per episode).
     dtype: autocast dtype for the world-model calls (``torch.bfloat16`` for speed); ``None`` = no autocast.
     evaluate_plan: roll the returned plan out once more to report its energy (``Plan.energy``).
+    rescore: with a low-precision ``dtype``, re-evaluate the ``rescore`` lowest-energy samples of every iteration
+        in float32 before ranking them (bf16 rounding, ~1e-3 relative, reorders near-equal energies; 0 = off).
     """
 
     horizon: int = 1
@@ -41,6 +43,7 @@ class SearchConfig:
     warm_start: bool = False
     dtype: torch.dtype | None = None
     evaluate_plan: bool = True
+    rescore: int = 0
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -49,6 +52,8 @@ class SearchConfig:
             raise ValueError(f"energy must be 'final' or 'sum', got {self.energy!r}")
         if self.dtype not in _AUTOCAST_DTYPES:
             raise ValueError(f"dtype must be one of {_AUTOCAST_DTYPES}, got {self.dtype}")
+        if self.rescore < 0:
+            raise ValueError(f"rescore must be >= 0, got {self.rescore}")
         self.action_space()  # validates the constraint fields
 
     def action_space(self) -> ActionSpace:
@@ -106,11 +111,20 @@ def rollout_energy(
     context_actions: Tensor | None = None,
     energy: EnergyOn = "final",
     dtype: torch.dtype | None = None,
+    rescore: int = 0,
 ) -> Tensor:
     """Energies ``[B]`` (float32) of B action sequences ``[B, H, 7]`` from a ``[1, T0, ...]`` context.
 
     The context is expanded (no copy) to B; the known ``context_actions [1, T0-1, 7]`` are prepended.
+    With a low-precision ``dtype`` and ``rescore > 0``, the ``rescore`` best samples are evaluated again in float32.
     """
+    if rescore > 0 and dtype not in (None, torch.float32):
+        e = rollout_energy(world_model, z0, s0, z_goal, actions, context_actions=context_actions, energy=energy,
+                           dtype=dtype)
+        best = e.topk(min(rescore, e.shape[0]), largest=False).indices
+        e[best] = rollout_energy(world_model, z0, s0, z_goal, actions[best], context_actions=context_actions,
+                                 energy=energy)
+        return e
     b = actions.shape[0]
     z = z0.expand(b, -1, -1, -1)
     s = s0.expand(b, -1, -1)

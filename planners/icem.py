@@ -131,7 +131,7 @@ class ICEM:
         check_inputs(z0, s0, z_goal, context_actions)
         check_generator(generator, z0.device)
         cfg, space, device = self.config, self.space, z0.device
-        kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype)
+        kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype, rescore=cfg.rescore)
         n_keep = math.ceil(cfg.keep_elites * cfg.topk)
         mean = space.initial_mean(cfg.horizon, device)
         std = space.initial_std(

@@ -78,7 +78,7 @@ class MPPI:
         check_inputs(z0, s0, z_goal, context_actions)
         check_generator(generator, z0.device)
         cfg, space, device = self.config, self.space, z0.device
-        kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype)
+        kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype, rescore=cfg.rescore)
         mean = space.initial_mean(cfg.horizon, device)
         if cfg.warm_start and self._previous_mean is not None:
             mean = shift_plan(self._previous_mean.to(device), mean)

@@ -72,3 +72,20 @@ def test_planners_improve_on_the_zero_plan(small_world, planner):
     zero = rollout_energy(wm, z0, s0, z_goal, torch.zeros(1, planner.config.horizon, 7))
     plan = planner.plan(wm, z0, s0, z_goal, generator=torch.Generator().manual_seed(0))
     assert plan.energy < float(zero[0])
+
+
+def test_bf16_with_fp32_rescoring_keeps_the_official_landscape_argmin(small_world, official_small):
+    """The fixture landscape is flat to 2e-6 between its two best actions while bf16 rounding is ~1e-4: plain bf16
+    may reorder them; re-scoring the best 10% in float32 recovers the official argmin."""
+    from planners import rollout_energy
+
+    wm, z0, s0, z_goal = small_world
+    actions = official_small["landscape_actions"][:, None]
+    with torch.no_grad():
+        energies = rollout_energy(wm, z0, s0, z_goal, actions, dtype=torch.bfloat16, rescore=13)
+        fp32 = rollout_energy(wm, z0, s0, z_goal, actions)
+    assert energies.argmin() == official_small["landscape_energy"].argmin()
+    best = energies.topk(13, largest=False).indices
+    torch.testing.assert_close(energies[best], fp32[best], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="rescore must be >= 0"):
+        CEMConfig.official(rescore=-1)

@@ -13,6 +13,9 @@ import sys
 # command name -> (module under vjepa2_ac.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "collect simulated episodes (expert, noisy expert, random) into an episode dataset"),
+    "encode-dataset": ("encode_dataset", "run the frozen encoder once over a dataset and store normalised latents"),
+    "pretrain-encoder": ("pretrain_encoder", "self-supervised V-JEPA pretraining of a small encoder on episode video"),
+    "train": ("train", "post-train the AC predictor on episode datasets or latent caches (torchrun for many GPUs)"),
 }
 
 

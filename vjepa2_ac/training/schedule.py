@@ -1,0 +1,53 @@
+"""Learning-rate schedule of the official recipe: linear warm-up, constant, linear anneal ("WSD").
+
+Official ``WSDSchedule`` (``src/utils/schedulers.py``) increments its counter *before* computing the rate, so the
+``k``-th optimizer step (0-based) uses the rate of counter ``k + 1``; :meth:`WSDSchedule.__call__` takes ``k``.
+Weight decay is constant (official ``CosineWDSchedule`` 0.04 -> 0.04) and set once in the parameter groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class WSDSchedule:
+    """Warm-up ``start_lr -> lr`` over ``warmup_steps``, constant ``lr``, then ``lr -> final_lr`` over the last
+    ``anneal_steps`` of ``total_steps``."""
+
+    lr: float
+    total_steps: int
+    warmup_steps: int = 0
+    anneal_steps: int = 0
+    start_lr: float = 0.0
+    final_lr: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        """Rate for optimizer step ``step`` (0-based)."""
+        s = step + 1
+        if s < self.warmup_steps:
+            return self.start_lr + s / max(1, self.warmup_steps) * (self.lr - self.start_lr)
+        anneal_start = self.total_steps - self.anneal_steps
+        if s < anneal_start:
+            return self.lr
+        return self.lr + (s - anneal_start) / max(1, self.anneal_steps) * (self.final_lr - self.lr)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """Official groups: weight decay on non-bias parameters with more than one dim; none on biases and 1-D
+    (LayerNorm) parameters. Frozen parameters are left out."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if "bias" not in name and p.ndim != 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]

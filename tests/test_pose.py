@@ -4,7 +4,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from vjepa2_ac.pose import compute_new_pose, euler_xyz_to_matrix, matrix_to_euler_xyz, poses_to_diff, states_to_actions
+from vjepa2_ac.pose import (
+    compute_new_pose,
+    euler_xyz_to_matrix,
+    matrix_to_euler_xyz,
+    poses_to_diff,
+    states_to_actions,
+)
 
 angles = st.tuples(st.floats(-np.pi, np.pi), st.floats(-np.pi / 2, np.pi / 2), st.floats(-np.pi, np.pi))
 

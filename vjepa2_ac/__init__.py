@@ -21,7 +21,7 @@ _LAZY = {
     "WorldModel": "vjepa2_ac.world_model",
 }
 
-__all__ = [*_LAZY, "__version__"]
+__all__ = ["ACPredictor", "ACPredictorConfig", "Encoder", "WorldModel", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from vjepa2_ac.encoder import Encoder

@@ -16,6 +16,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode-dataset": ("encode_dataset", "run the frozen encoder once over a dataset and store normalised latents"),
     "pretrain-encoder": ("pretrain_encoder", "self-supervised V-JEPA pretraining of a small encoder on episode video"),
     "train": ("train", "post-train the AC predictor on episode datasets or latent caches (torchrun for many GPUs)"),
+    "demo": ("demo", "a simulated episode (default: MuJoCo pick-and-place of the cube) planned from goal images; "
+             "writes a video and a PNG sheet"),
+    "eval": ("eval", "closed-loop success rates with 95%% intervals over tasks x objects x backends, with baselines"),
+    "landscape": ("landscape", "energy landscape over xyz moves around the current pose for a (frame, goal) pair, "
+                  "to PNG"),
+    "robot": ("robot", "run the V-JEPA 2-AC planner on a robot (real or SimDriver); capture goal images"),
 }
 
 

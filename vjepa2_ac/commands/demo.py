@@ -1,0 +1,105 @@
+"""``vjepa2-ac demo``: one simulated episode planned by a world model from goal images (default: MuJoCo
+pick-and-place of the cube with the bundled model, three sub-goal images, CEM MPC). Writes the episode video
+(MP4, or GIF when no MP4 encoder is available), a PNG sheet (sub-goals, frames, energy per step) and
+``summary.json`` into ``--out``; prints success and seconds per action."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+TASK_CHOICES = ("reach", "grasp", "reach-with-object", "pick-place")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--checkpoint``, ``--planning``, ``--device`` (shared by demo, eval and landscape)."""
+    parser.add_argument("--model", default="vjepa2-ac-sim-small",
+                        help="world model: a local save_pretrained directory, a bundled or hub name, or (with "
+                             "--checkpoint) the encoder id, e.g. facebook/vjepa2-vitg-fpc64-256 "
+                             "(default: %(default)s)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="released AC checkpoint (vjepa2-ac-vitg.pt path or URL); --model is then the encoder")
+    parser.add_argument("--planning", default=None,
+                        help="planning.json to use instead of the model's own (camera, image size, planner, ...)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)")
+
+
+def load_model_or_exit(args: argparse.Namespace):
+    """``(world_model, planning_config, description)``, or print one line and exit with status 2."""
+    from vjepa2_ac.evaluation import ModelNotAvailable, load_world_model
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return load_world_model(args.model, checkpoint=args.checkpoint, device=args.device, planning=args.planning)
+    except (ModelNotAvailable, ValueError, FileNotFoundError) as err:
+        print(f"vjepa2-ac: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="vjepa2ac_demo", help="output directory (default: ./%(default)s/)")
+    parser.add_argument("--task", default="pick-place", choices=TASK_CHOICES)
+    parser.add_argument("--object", default="cube", choices=["cube", "cup"])
+    parser.add_argument("--backend", default="mujoco", choices=["mujoco", "pybullet"])
+    parser.add_argument("--planner", default=None, choices=["cem", "mppi", "icem", "gradient"],
+                        help="planner (default: the model's planning.json, else cem)")
+    add_model_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="env and planner seed (default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=None, help="actions per episode (default: planning.json)")
+    parser.add_argument("--video-size", type=int, default=256,
+                        help="pixel size of the video frames rendered from the planning camera (0 = the model's "
+                             "own observations; default: %(default)s)")
+    parser.add_argument("--fps", type=float, default=4.0, help="video frame rate (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    import numpy as np
+
+    from vjepa2_ac.evaluation import make_env, run_episode
+    from vjepa2_ac.plotting import plot_episode_sheet
+    from vjepa2_ac.video import write_video
+
+    if args.max_steps is not None and args.max_steps < 1:
+        raise SystemExit(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.video_size < 0:
+        raise SystemExit(f"--video-size must be >= 0, got {args.video_size}")
+    wm, planning, description = load_model_or_exit(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"world model: {description}; planner: {args.planner or planning.planner}; camera {planning.camera} "
+          f"at {planning.image_size} px")
+    env = make_env(planning, args.task, object=args.object, backend=args.backend, max_steps=args.max_steps)
+    view = (planning.camera, args.video_size) if args.video_size and args.video_size != planning.image_size else None
+    try:
+        result = run_episode(env, wm, planning, args.task, seed=args.seed, max_steps=args.max_steps,
+                             planner=args.planner, record_frames=True, view=view, progress=not args.no_progress)
+    finally:
+        env.close()
+    stem = f"{args.task}_{args.object}_{args.backend}_seed{args.seed}"
+    video = write_video(result.frames, out / f"{stem}.mp4", fps=args.fps)
+    sheet = plot_episode_sheet(
+        out / f"{stem}.png", subgoals=result.subgoals, frames=result.frames, energies=result.energies,
+        frame_energies=result.frame_energies, goal_indices=result.goal_indices,
+        title=f"{args.task} / {args.object} / {args.backend}, seed {args.seed}: "
+              f"{'success' if result.success else 'failure'} in {result.steps} steps")
+    summary = {**result.summary(), "model": description, "video": str(video), "sheet": str(sheet)}
+    tmp = out / f".{stem}.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, out / f"{stem}.json")
+    print(f"{'SUCCESS' if result.success else 'FAILURE'}: {args.task} {args.object} ({args.backend}), "
+          f"{result.steps} actions, final distance {100 * result.final_distance:.1f} cm, "
+          f"{result.seconds_per_action:.3f} s per action (median {np.median(result.latencies):.3f} s)")
+    print(f"wrote {video}, {sheet} and {out / f'{stem}.json'}")
+    return 0

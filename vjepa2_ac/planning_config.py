@@ -1,0 +1,288 @@
+"""``planning.json``: the settings a world model was trained and tuned for (camera, image size, planner, per-task
+sub-goal schedules and step budgets), stored next to the model's ``config.json``.
+
+    cfg = PlanningConfig.load("vjepa2_ac/models/vjepa2-ac-sim-small")   # defaults when the file is missing
+    planner = cfg.build_planner("pick-place")                          # CEM / MPPI / iCEM / gradient
+    env = gymnasium.make(cfg.env_id("pick-place"), **cfg.env_kwargs_for("pick-place", object="cube"))
+
+Example file (every key optional; unknown keys are an error)::
+
+    {"camera": "workspace", "image_size": 128, "env_kwargs": {"msaa": 0},
+     "planner": "cem", "planner_preset": "paper", "planner_config": {"samples": 200, "iterations": 5},
+     "stop_on_success": true,
+     "tasks": {"reach": {"max_steps": 20},
+               "pick-place": {"max_steps": 30, "switch_after": [8, 12], "planner_config": {"maxnorm": 0.05}}}}
+
+Task names are ``reach``, ``grasp``, ``reach-with-object``, ``pick-place`` (underscores are accepted too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+FILE_NAME = "planning.json"
+
+TASK_ENV_IDS: dict[str, str] = {
+    "reach": "vjepa2ac/FrankaReach-v0",
+    "grasp": "vjepa2ac/FrankaGrasp-v0",
+    "reach-with-object": "vjepa2ac/FrankaReachWithObject-v0",
+    "pick-place": "vjepa2ac/FrankaPickPlace-v0",
+}
+TASKS = tuple(TASK_ENV_IDS)
+
+# planner name -> (module, planner class, config class)
+PLANNERS: dict[str, tuple[str, str, str]] = {
+    "cem": ("planners.cem", "CEM", "CEMConfig"),
+    "mppi": ("planners.mppi", "MPPI", "MPPIConfig"),
+    "icem": ("planners.icem", "ICEM", "ICEMConfig"),
+    "gradient": ("planners.gradient", "GradientPlanner", "GradientConfig"),
+}
+PRESETS = ("paper", "official", None)
+
+
+def task_name(name: str) -> str:
+    """Canonical task name (``pick_place`` / ``PICK-PLACE`` -> ``pick-place``); ``ValueError`` if unknown."""
+    canon = str(name).strip().lower().replace("_", "-")
+    if canon not in TASK_ENV_IDS:
+        raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)}")
+    return canon
+
+
+@dataclass
+class TaskSettings:
+    """Per-task settings.
+
+    max_steps: actions per episode (MPC steps).
+    switch_after: steps spent on each sub-goal before moving to the next (paper pick-and-place: ``[4, 10, 4]``);
+        ``len(subgoals) - 1`` or ``len(subgoals)`` entries. Mutually exclusive with ``switch_energy``.
+    switch_energy: move to the next sub-goal when the observed frame's energy to it drops below this.
+    use_subgoals: plan through the env's sub-goal images (pick-and-place has three); ``False``: final goal only.
+    planner_config: planner fields overriding :attr:`PlanningConfig.planner_config` for this task.
+    """
+
+    max_steps: int = 20
+    switch_after: list[int] | None = None
+    switch_energy: float | None = None
+    use_subgoals: bool = True
+    planner_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"max_steps must be an int >= 1, got {self.max_steps!r}")
+        if self.switch_after is not None:
+            if not isinstance(self.switch_after, (list, tuple)) or not self.switch_after or any(
+                    isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.switch_after):
+                raise ValueError(f"switch_after must be a non-empty list of ints >= 1, got {self.switch_after!r}")
+            self.switch_after = [int(n) for n in self.switch_after]
+        if self.switch_after is not None and self.switch_energy is not None:
+            raise ValueError("give at most one of switch_after and switch_energy")
+        if self.switch_energy is not None and not float(self.switch_energy) > 0:
+            raise ValueError(f"switch_energy must be > 0, got {self.switch_energy!r}")
+        if not isinstance(self.planner_config, dict):
+            raise ValueError(f"planner_config must be a JSON object, got {type(self.planner_config).__name__}")
+
+
+def _default_tasks() -> dict[str, TaskSettings]:
+    # Paper-like budgets: pick-and-place switches sub-goals after 4, 10 and 4 steps (V-JEPA 2, Sec. 4).
+    return {
+        "reach": TaskSettings(max_steps=20),
+        "grasp": TaskSettings(max_steps=20),
+        "reach-with-object": TaskSettings(max_steps=20),
+        "pick-place": TaskSettings(max_steps=18, switch_after=[4, 10, 4]),
+    }
+
+
+@dataclass
+class PlanningConfig:
+    """How to plan with a given world model (see the module docstring for the JSON layout).
+
+    camera, image_size: the env camera and square frame size the model was trained on (goal images use them too).
+    env_kwargs: further ``FrankaEnvConfig`` fields passed to ``gymnasium.make``.
+    planner: ``"cem" | "mppi" | "icem" | "gradient"``.
+    planner_preset: ``"paper"`` / ``"official"`` start from ``CEMConfig.paper()`` / ``.official()`` (CEM only;
+        other planners start from their defaults); ``None`` = the config class defaults.
+    planner_config: config fields (``samples``, ``iterations``, ``horizon``, ``maxnorm``, ...); ``dtype`` may be
+        ``"bfloat16"``/``"float16"``.
+    stop_on_success: end an episode as soon as the task reports success (the result counts as a success).
+    tasks: per-task :class:`TaskSettings`; tasks not listed use the defaults.
+    source: the file this was read from (``None`` = built-in defaults); not saved.
+    """
+
+    camera: str = "exterior_1"
+    image_size: int = 256
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    planner: str = "cem"
+    planner_preset: str | None = "paper"
+    planner_config: dict[str, Any] = field(default_factory=dict)
+    stop_on_success: bool = True
+    tasks: dict[str, TaskSettings] = field(default_factory=_default_tasks)
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.planner not in PLANNERS:
+            raise ValueError(f"planner must be one of {list(PLANNERS)}, got {self.planner!r}")
+        if self.planner_preset not in PRESETS:
+            raise ValueError(f"planner_preset must be one of {list(PRESETS)}, got {self.planner_preset!r}")
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be an int in 16..1024 (square frames), got {self.image_size!r}")
+        for name in ("env_kwargs", "planner_config"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a JSON object, got {type(getattr(self, name)).__name__}")
+        clash = {"camera", "image_size", "task", "object", "backend"} & set(self.env_kwargs)
+        if clash:
+            raise ValueError(f"env_kwargs must not set {sorted(clash)} (use the top-level fields / arguments)")
+        tasks = _default_tasks()
+        for name, value in dict(self.tasks).items():
+            tasks[task_name(name)] = value if isinstance(value, TaskSettings) else _task_from_dict(name, value)
+        self.tasks = tasks
+
+    # ------------------------------------------------------------------------------------------ per task
+    def task(self, name: str) -> TaskSettings:
+        """Settings of task ``name`` (defaults when the file does not list it)."""
+        return self.tasks[task_name(name)]
+
+    @staticmethod
+    def env_id(name: str) -> str:
+        """Gymnasium id of task ``name``."""
+        return TASK_ENV_IDS[task_name(name)]
+
+    def env_kwargs_for(self, name: str, *, object: str = "cube", backend: str = "mujoco", **extra: Any) -> dict:
+        """``gymnasium.make`` keyword arguments for task ``name`` (``extra`` wins over the file)."""
+        task_name(name)
+        return {"object": object, "backend": backend, "camera": self.camera,
+                "image_size": (self.image_size, self.image_size), **self.env_kwargs, **extra}
+
+    def planner_fields(self, name: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """Planner config fields: file-level, then task ``name``'s, then ``overrides`` (JSON values converted)."""
+        merged = {**self.planner_config, **(self.task(name).planner_config if name else {}), **overrides}
+        return _convert_planner_fields(merged)
+
+    def build_planner(self, name: str | None = None, *, planner: str | None = None, **overrides: Any):
+        """A fresh planner for task ``name`` (``planner`` overrides the file's planner name)."""
+        import importlib
+
+        kind = planner or self.planner
+        if kind not in PLANNERS:
+            raise ValueError(f"planner must be one of {list(PLANNERS)}, got {kind!r}")
+        module_name, planner_cls, config_cls = PLANNERS[kind]
+        module = importlib.import_module(module_name)
+        config_type = getattr(module, config_cls)
+        values = self.planner_fields(name, **overrides)
+        known = {f.name for f in fields(config_type)}
+        if kind != self.planner:  # fields tuned for another planner: keep the shared ones only
+            values = {k: v for k, v in values.items() if k in known}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {config_cls} field(s) {unknown} in the planning config; valid: {sorted(known)}")
+        if kind == "cem" and self.planner_preset in ("paper", "official"):
+            config = getattr(config_type, self.planner_preset)(**values)
+        elif self.planner_preset == "paper":  # the paper's search region for every planner
+            config = config_type(**{"horizon": 1, "maxnorm": 0.075, "constraint": "l1_ball", **values})
+        else:
+            config = config_type(**values)
+        return getattr(module, planner_cls)(config)
+
+    # ------------------------------------------------------------------------------------------ files
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike | None) -> PlanningConfig:
+        """Read ``<model_dir>/planning.json`` (or a ``.json`` file given directly); built-in defaults when
+        ``model_dir`` is ``None`` or the directory has no such file."""
+        if model_dir is None:
+            return cls()
+        path = Path(model_dir)
+        if path.is_dir():
+            path = path / FILE_NAME
+            if not path.is_file():
+                return cls()
+        elif not path.is_file():
+            raise FileNotFoundError(f"planning config not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        try:
+            config = cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from err
+        config.source = str(path)
+        return config
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanningConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"a planning config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)} - {"source"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown planning config key(s) {unknown}; valid: {sorted(known)}")
+        data = dict(data)
+        if "tasks" in data:
+            if not isinstance(data["tasks"], dict):
+                raise ValueError(f"tasks must be a JSON object keyed by task name, got {type(data['tasks']).__name__}")
+            data["tasks"] = {task_name(k): _task_from_dict(k, v) for k, v in data["tasks"].items()}
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("source")
+        out["tasks"] = {k: asdict(v) for k, v in self.tasks.items()}
+        return out
+
+    def save(self, directory_or_file: str | os.PathLike) -> Path:
+        """Write ``planning.json`` into a directory (or to the given ``.json`` path) atomically."""
+        path = Path(directory_or_file)
+        if path.suffix != ".json":
+            path = path / FILE_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_dict(), f, indent=2, default=str)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+
+def _task_from_dict(name: str, value: Any) -> TaskSettings:
+    if not isinstance(value, dict):
+        raise ValueError(f"tasks[{name!r}] must be a JSON object, got {type(value).__name__}")
+    known = {f.name for f in fields(TaskSettings)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in tasks[{name!r}]; valid: {sorted(known)}")
+    try:
+        return TaskSettings(**value)
+    except ValueError as err:
+        raise ValueError(f"tasks[{name!r}]: {err}") from err
+
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"}
+
+
+def _convert_planner_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON values -> config values: ``dtype`` names -> ``torch.dtype``, ``axis`` keys -> int, lists -> tuples
+    for ``betas``."""
+    out = dict(values)
+    dtype = out.get("dtype")
+    if isinstance(dtype, str):
+        import torch
+
+        name = dtype.removeprefix("torch.")
+        if name not in _DTYPES:
+            raise ValueError(f"planner dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        out["dtype"] = getattr(torch, _DTYPES[name])
+    if isinstance(out.get("axis"), dict):
+        out["axis"] = {int(k): float(v) for k, v in out["axis"].items()}
+    if isinstance(out.get("betas"), list):
+        out["betas"] = tuple(out["betas"])
+    return out

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from envs.robot import SafeDriver, SafetyLimits, WatchdogTimeout
+from envs.robot import RobotFault, SafeDriver, SafetyLimits, WatchdogTimeout
 from envs.robot.poses import apply_delta, state_from_pose
 
 POS = np.array([0.5, 0.1, 0.3])
@@ -363,10 +363,11 @@ def test_franky_driver_against_franky_sim(franky_sim_host):
         # Gripper: closing by 0.5 halves the opening width.
         robot.move([0, 0, 0, 0, 0, 0, 0.5])
         assert robot.get_state()[6] == pytest.approx(min(1.0, start[6] + 0.5), abs=0.05)
-        # A move that cannot finish in time is stopped by the watchdog, short of its target.
+        # A move that cannot finish in time is stopped short of its target: by the watchdog or, on a loaded
+        # machine, by the driver's own deadline first (both end in stop()).
         before = robot.get_state()
         t0 = time.perf_counter()
-        with pytest.raises(WatchdogTimeout):
+        with pytest.raises(RobotFault, match="within 0.05 s"):
             robot.move([0.0, 0.0, 0.07, 0, 0, 0, 0], timeout=0.05)
         assert time.perf_counter() - t0 < 0.5
         robot.driver.robot.recover_from_errors()

@@ -295,3 +295,21 @@ def test_encoder_predictor_mismatch_is_refused(full_wm):
                                           predictor_embed_dim=64, depth=1, num_heads=1))
     with pytest.raises(ValueError, match="tokens per frame"):
         WorldModel(full_wm.encoder, other)
+
+
+def test_atomic_directory_permissions_and_failure(tmp_path):
+    import os
+    import stat
+
+    from vjepa2_ac.checkpoint import atomic_directory
+
+    with atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("1")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0o700
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "b.txt").write_text("2")
+        raise RuntimeError("crash mid-write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp dir left, old content intact
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.txt"]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ from torch import Tensor, nn
 from vjepa2_ac.checkpoint import (
     RELEASED_AC_URL,
     CheckpointError,
+    atomic_directory,
     load_state_dict_strict,
     load_torch_checkpoint,
     resolve_file,
@@ -208,9 +207,7 @@ class WorldModel(nn.Module):
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
-        try:
+        with atomic_directory(directory) as tmp:
             config: dict[str, Any] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                                       "predictor": self.config.to_dict(), "encoder": None}
             save_file({k: v.detach().contiguous().cpu() for k, v in self.predictor.state_dict().items()},
@@ -225,17 +222,6 @@ class WorldModel(nn.Module):
                         raise ValueError("save_encoder=False needs an encoder loaded from a hub id or directory")
                     config["encoder"] = {"name_or_path": str(source)}
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            if directory.exists():
-                backup = directory.with_name(f".{directory.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                os.replace(directory, backup)
-                os.replace(tmp, directory)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod

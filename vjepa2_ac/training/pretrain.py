@@ -23,8 +23,6 @@ import contextlib
 import copy
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from vjepa2_ac.checkpoint import atomic_directory
 from vjepa2_ac.preprocess import normalize_frames
 from vjepa2_ac.training.checkpointing import (
     MetricsLogger,
@@ -225,21 +224,8 @@ def save_hf_model(model: nn.Module, target_encoder: nn.Module, directory: Path) 
     out = copy.deepcopy(model).cpu()
     out.encoder.load_state_dict(target_encoder.state_dict())
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         out.save_pretrained(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

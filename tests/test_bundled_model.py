@@ -1,0 +1,44 @@
+"""The world model shipped inside the package loads offline and plans with its own planning.json."""
+
+import numpy as np
+import pytest
+import torch
+
+from vjepa2_ac import WorldModel, bundled
+from vjepa2_ac.planning_config import PlanningConfig
+
+NAME = "vjepa2-ac-sim-small"
+
+
+@pytest.fixture(scope="module")
+def model():
+    if NAME not in bundled.MODELS:
+        pytest.fail(f"bundled model {NAME} missing from vjepa2_ac/models/")
+    return WorldModel.from_pretrained(NAME)
+
+
+def test_bundled_model_is_small_and_complete(model):
+    root = bundled.model_dir(NAME)
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size <= 25 * 2**20
+    assert (root / "MODEL_CARD.md").is_file() and (root / "planning.json").is_file()
+    assert model.encoder is not None and model.encoder.crop_size == model.config.img_size
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_bundled_model_plans_one_action_from_sim_frames(model):
+    import gymnasium
+
+    import envs  # noqa: F401  (registers the ids)
+
+    cfg = PlanningConfig.load(bundled.model_dir(NAME))
+    env = gymnasium.make(cfg.env_id("reach"), **cfg.env_kwargs_for("reach", object="cube"))
+    obs, info = env.reset(seed=0)
+    z = model.encode(np.stack([obs["pixels"], info["goal_pixels"]]))  # [1, 2, N, D]
+    assert z.shape == (1, 2, model.tokens_per_frame, model.embed_dim)
+    planner = cfg.build_planner("reach")
+    plan = planner.plan(model, z[:, :1], torch.as_tensor(obs["agent_pos"])[None, None], z[:, 1:],
+                        generator=torch.Generator().manual_seed(0))
+    assert plan.actions.shape == (planner.config.horizon, 7) and torch.isfinite(plan.actions).all()
+    assert plan.actions[0, :3].abs().sum() <= planner.config.maxnorm + 1e-6  # inside the L1 ball
+    env.close()

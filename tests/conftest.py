@@ -24,3 +24,21 @@ def official_small() -> dict:
     import torch
 
     return torch.load(FIXTURES / "official_ac_small.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_world_model():
+    """A tiny random WorldModel (64 px, patch 16, one encoder layer, one predictor block) for end-to-end tests."""
+    import torch
+    from transformers import VJEPA2Config
+
+    from vjepa2_ac import ACPredictor, ACPredictorConfig, Encoder, WorldModel
+
+    torch.set_num_threads(1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        enc = Encoder(VJEPA2Config(hidden_size=64, num_hidden_layers=1, num_attention_heads=1, crop_size=64,
+                                   patch_size=16))
+        pred = ACPredictor(ACPredictorConfig(img_size=64, patch_size=16, embed_dim=64, predictor_embed_dim=32,
+                                             depth=1, num_heads=2))
+    return WorldModel(enc, pred)

@@ -34,20 +34,9 @@ TINY_PLANNING = PlanningConfig(
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from transformers import VJEPA2Config
-
-    from vjepa2_ac import ACPredictor, ACPredictorConfig, Encoder, WorldModel
-
-    torch.set_num_threads(1)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        enc = Encoder(VJEPA2Config(hidden_size=64, num_hidden_layers=1, num_attention_heads=1, crop_size=64,
-                                   patch_size=16))
-        pred = ACPredictor(ACPredictorConfig(img_size=64, patch_size=16, embed_dim=64, predictor_embed_dim=32,
-                                             depth=1, num_heads=2))
+def tiny_model_dir(tmp_path_factory, tiny_world_model):
     path = tmp_path_factory.mktemp("tiny_wm")
-    WorldModel(enc, pred).save_pretrained(path)
+    tiny_world_model.save_pretrained(path)
     TINY_PLANNING.save(path)
     return path
 

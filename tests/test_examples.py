@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from vjepa2_ac.planning_config import PlanningConfig, TaskSettings
 
@@ -22,20 +21,9 @@ PUBLIC_MODULES = {"vjepa2_ac", "planners", "envs", "torch", "transformers", "num
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from transformers import VJEPA2Config
-
-    from vjepa2_ac import ACPredictor, ACPredictorConfig, Encoder, WorldModel
-
-    torch.set_num_threads(1)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        enc = Encoder(VJEPA2Config(hidden_size=64, num_hidden_layers=1, num_attention_heads=1, crop_size=64,
-                                   patch_size=16))
-        pred = ACPredictor(ACPredictorConfig(img_size=64, patch_size=16, embed_dim=64, predictor_embed_dim=32,
-                                             depth=1, num_heads=2))
+def tiny_model_dir(tmp_path_factory, tiny_world_model):
     path = tmp_path_factory.mktemp("tiny_wm_examples")
-    WorldModel(enc, pred).save_pretrained(path)
+    tiny_world_model.save_pretrained(path)
     PlanningConfig(camera="workspace", image_size=64, planner_config={"samples": 16, "topk": 4, "iterations": 2},
                    tasks={"pick-place": TaskSettings(max_steps=3, switch_after=[1, 1])}).save(path)
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vjepa2_ac.commands.train import add_override_argument, apply_overrides
+from vjepa2_ac.commands.train import add_override_argument, load_config
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,13 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from vjepa2_ac.training.distributed import cleanup_distributed
     from vjepa2_ac.training.pretrain import pretrain
 
-    if args.config is None and not args.resume:
-        raise SystemExit("--config is required (unless --resume)")
-    config = PretrainConfig.from_yaml(args.config) if args.config else None
-    if config is not None:
-        config = apply_overrides(PretrainConfig, config, args.overrides)
-    elif args.overrides:
-        raise SystemExit("--set needs --config")
+    config = load_config(PretrainConfig, args)
     try:
         model_dir = pretrain(config, args.data, args.out, resume=args.resume, init=args.init, device=args.device,
                              progress=not args.no_progress)

@@ -28,6 +28,17 @@ def apply_overrides(config_cls, config, overrides: list[str]):
         raise SystemExit(f"--set: {err}") from err
 
 
+def load_config(config_cls, args: argparse.Namespace):
+    """The run's config from ``--config`` with ``--set`` overrides; ``None`` when resuming without ``--config``."""
+    if args.config is None and not args.resume:
+        raise SystemExit("--config is required (unless --resume)")
+    if args.config is None:
+        if args.overrides:
+            raise SystemExit("--set needs --config")
+        return None
+    return apply_overrides(config_cls, config_cls.from_yaml(args.config), args.overrides)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
                         help="episode datasets (our HDF5 episodes, raw DROID, LeRobot v3) or latent caches")
@@ -47,13 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from vjepa2_ac.training.config import TrainConfig
     from vjepa2_ac.training.distributed import cleanup_distributed
 
-    if args.config is None and not args.resume:
-        raise SystemExit("--config is required (unless --resume)")
-    config = TrainConfig.from_yaml(args.config) if args.config else None
-    if config is not None:
-        config = apply_overrides(TrainConfig, config, args.overrides)
-    elif args.overrides:
-        raise SystemExit("--set needs --config")
+    config = load_config(TrainConfig, args)
     try:
         model_dir = train(config, args.data, args.out, resume=args.resume, init=args.init, val_data=args.val_data,
                           device=args.device, progress=not args.no_progress)

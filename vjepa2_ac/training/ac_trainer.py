@@ -55,7 +55,7 @@ from vjepa2_ac.training.loaders import (
     open_sources,
     split_episodes,
 )
-from vjepa2_ac.training.schedule import WSDSchedule, param_groups, set_lr
+from vjepa2_ac.training.schedule import build_optimization, set_lr
 from vjepa2_ac.world_model import normalize_reps
 
 CHECKPOINT_NAME = "latest.pt"
@@ -301,11 +301,7 @@ def train(
     if config.activation_checkpointing:
         enable_activation_checkpointing(predictor)
     objective = wrap_ddp(ACObjective(predictor, config.auto_steps, config.loss_exp), info)
-    optimizer = torch.optim.AdamW(param_groups(predictor, config.weight_decay), lr=config.lr,
-                                  betas=tuple(config.betas), eps=config.eps)
-    schedule = WSDSchedule(lr=config.lr, total_steps=config.total_steps, warmup_steps=config.warmup_steps,
-                           anneal_steps=config.anneal_steps, start_lr=config.start_lr, final_lr=config.final_lr)
-    scaler = torch.amp.GradScaler(info.device.type, enabled=config.dtype == "float16")
+    optimizer, schedule, scaler = build_optimization(predictor, config, info.device.type)
     data_state = {"train_episodes": train_ds.num_episodes, "clips_per_epoch": len(train_ds)}
 
     step, epoch, batch_in_epoch = 0, 0, 0

@@ -46,7 +46,7 @@ from vjepa2_ac.training.checkpointing import (
 from vjepa2_ac.training.config import PretrainConfig
 from vjepa2_ac.training.distributed import all_reduce_mean, barrier, setup_distributed, wrap_ddp
 from vjepa2_ac.training.loaders import ResumableDistributedSampler, epoch_generator, open_sources
-from vjepa2_ac.training.schedule import WSDSchedule, param_groups, set_lr
+from vjepa2_ac.training.schedule import build_optimization, set_lr
 
 CHECKPOINT_NAME = "latest.pt"
 AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -310,11 +310,7 @@ def pretrain(
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     target_encoder = copy.deepcopy(model.encoder).requires_grad_(False).eval()
     objective = wrap_ddp(JEPAObjective(model, config.loss_exp), info)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
-                                  betas=tuple(config.betas), eps=config.eps)
-    schedule = WSDSchedule(lr=config.lr, total_steps=config.total_steps, warmup_steps=config.warmup_steps,
-                           anneal_steps=config.anneal_steps, start_lr=config.start_lr, final_lr=config.final_lr)
-    scaler = torch.amp.GradScaler(info.device.type, enabled=config.dtype == "float16")
+    optimizer, schedule, scaler = build_optimization(model, config, info.device.type)
     data_state = {"episodes": dataset.num_episodes, "clips_per_epoch": len(dataset)}
 
     step, epoch, batch_in_epoch = 0, 0, 0

@@ -51,3 +51,15 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
         (decay if "bias" not in name and p.ndim != 1 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimization(module: nn.Module, config, device_type: str
+                       ) -> tuple[torch.optim.AdamW, WSDSchedule, torch.amp.GradScaler]:
+    """AdamW over :func:`param_groups`, the warm-up/constant/anneal schedule and the fp16 grad scaler, all from a
+    training config (``TrainConfig`` or ``PretrainConfig``: lr, betas, eps, weight_decay, steps, dtype)."""
+    optimizer = torch.optim.AdamW(param_groups(module, config.weight_decay), lr=config.lr,
+                                  betas=tuple(config.betas), eps=config.eps)
+    schedule = WSDSchedule(lr=config.lr, total_steps=config.total_steps, warmup_steps=config.warmup_steps,
+                           anneal_steps=config.anneal_steps, start_lr=config.start_lr, final_lr=config.final_lr)
+    scaler = torch.amp.GradScaler(device_type, enabled=config.dtype == "float16")
+    return optimizer, schedule, scaler

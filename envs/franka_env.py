@@ -19,7 +19,7 @@ import numpy as np
 from gymnasium import spaces
 from scipy.spatial.transform import Rotation
 
-from envs.mujoco_scene import CAMERAS
+from envs.mujoco_scene import CAMERAS, COMPOSITE_CAMERAS
 
 TASKS = ("reach", "grasp", "reach_with_object", "pick_place")
 BACKENDS = ("mujoco", "pybullet")
@@ -32,7 +32,8 @@ class FrankaEnvConfig:
 
     task: "reach" | "grasp" | "reach_with_object" | "pick_place".  object: "cube" | "cup" (reach also "none").
     control_hz: control rate (DROID: ~4 Hz; MuJoCo physics runs at 500 Hz underneath).
-    image_size: (height, width) of rendered images.  camera: "exterior_1" | "exterior_2" | "workspace" | "wrist".
+    image_size: (height, width) of rendered images.  camera: "exterior_1" | "exterior_2" | "workspace" | "side" | "top" | "wrist",
+        or "dual" (side view over top view, each half the height).
     wrist_camera: add ``obs["wrist_pixels"]``.  goal_keys: add GoalEnv keys observation/achieved_goal/desired_goal.
     max_translation / max_rotation: per-step limits of |dxyz| (m, per axis) and |d_euler| (rad, per axis).
     leash / leash_rotation: the integrated target stays within this distance (m / rad) of the measured pose.
@@ -79,8 +80,8 @@ class FrankaEnvConfig:
         allowed = ("cube", "cup", "none") if self.task == "reach" else ("cube", "cup")
         if self.object not in allowed:
             raise ValueError(f"object must be one of {allowed} for task {self.task!r}, got {self.object!r}")
-        if self.camera not in (*CAMERAS, "wrist"):
-            raise ValueError(f"camera must be one of {[*CAMERAS, 'wrist']}, got {self.camera!r}")
+        if self.camera not in (*CAMERAS, *COMPOSITE_CAMERAS, "wrist"):
+            raise ValueError(f"camera must be one of {[*CAMERAS, *COMPOSITE_CAMERAS, 'wrist']}, got {self.camera!r}")
         h, w = self.image_size
         if not (16 <= h <= 1024 and 16 <= w <= 1024):
             raise ValueError(f"image_size must be (height, width) within 16..1024, got {self.image_size}")

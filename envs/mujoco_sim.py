@@ -12,6 +12,7 @@ import numpy as np
 from envs.mujoco_scene import (
     ARM_JOINTS,
     CAMERAS,
+    COMPOSITE_CAMERAS,
     CUBE_HALF,
     CUP_RADIUS,
     GRIPPER_JOINTS,
@@ -21,6 +22,7 @@ from envs.mujoco_scene import (
     build_arm_model,
     build_scene,
     look_at_quat,
+    render_composite,
 )
 
 DRIVER_RANGE = 0.8  # rad, right_driver_joint fully closed
@@ -75,7 +77,7 @@ class MujocoSim:
     """One Franka scene in MuJoCo. Poses are in the robot base (= world) frame; quaternions are (w, x, y, z)."""
 
     name = "mujoco"
-    camera_names = (*CAMERAS, "wrist")
+    camera_names = (*CAMERAS, *COMPOSITE_CAMERAS, "wrist")
     home_qpos = HOME_QPOS
 
     def __init__(self, object: str = "cube", control_hz: float = 4.0, msaa: int = 4, shadows: bool = False,
@@ -244,8 +246,10 @@ class MujocoSim:
 
     def render(self, camera: str = "exterior_1", height: int = 256, width: int = 256, data=None) -> np.ndarray:
         """uint8 [H, W, 3] image of the current state (or of ``data``) from a named camera."""
+        if camera in COMPOSITE_CAMERAS:
+            return render_composite(lambda c, h, w: self.render(c, h, w, data=data), camera, height, width)
         if camera not in self._cam_ids:
-            raise ValueError(f"camera must be one of {sorted(self._cam_ids)}, got {camera!r}")
+            raise ValueError(f"camera must be one of {list(self.camera_names)}, got {camera!r}")
         r = self._renderer(height, width)
         r.update_scene(self.data if data is None else data, self._cam_ids[camera])
         return r.render()

@@ -15,14 +15,16 @@ import pybullet_data
 from scipy.spatial.transform import Rotation
 
 from envs.mujoco_scene import (
-    CAMERA_FOVY,
     CAMERAS,
+    COMPOSITE_CAMERAS,
     CUBE_HALF,
     CUP_HEIGHT,
     CUP_RADIUS,
     CUP_WALL,
     OBJECT_RGBA,
     TABLE_RGBA,
+    camera_fovy,
+    render_composite,
 )
 
 HOME_QPOS = np.array([0.0, -0.2, 0.0, -2.3, 0.0, 2.1, 0.785398])
@@ -128,7 +130,7 @@ class BulletSim:
     """Franka scene in PyBullet; same public methods as ``MujocoSim``. Quaternions are (w, x, y, z)."""
 
     name = "pybullet"
-    camera_names = (*CAMERAS, "wrist")
+    camera_names = (*CAMERAS, *COMPOSITE_CAMERAS, "wrist")
     home_qpos = HOME_QPOS
 
     def __init__(self, object: str = "cube", control_hz: float = 4.0, shadows: bool = False):
@@ -237,6 +239,8 @@ class BulletSim:
 
     # ----------------------------------------------------------------------------------------------- rendering
     def _render_world(self, world: _World, camera: str, height: int, width: int) -> np.ndarray:
+        if camera in COMPOSITE_CAMERAS:
+            return render_composite(lambda c, h, w: self._render_world(world, c, h, w), camera, height, width)
         if camera == "wrist":
             pos, mat = self._link_pose(world, 8)  # hand frame: z along the fingers
             eye = pos + mat @ np.array([0.06, 0.0, 0.02])
@@ -245,7 +249,7 @@ class BulletSim:
             fov = 70.0
         elif camera in self._cams:
             eye, target = self._cams[camera]
-            up, fov = [0, 0, 1], CAMERA_FOVY
+            up, fov = [0, 0, 1], camera_fovy(camera)
         else:
             raise ValueError(f"camera must be one of {list(self.camera_names)}, got {camera!r}")
         view = pb.computeViewMatrix(list(eye), list(target), list(up), physicsClientId=world.client)

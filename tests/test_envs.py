@@ -171,7 +171,7 @@ def test_bad_options_raise():
     with pytest.raises(TypeError, match="unknown FrankaEnv option"):
         gym.make("vjepa2ac/FrankaGrasp-v0", colour="red")
     with pytest.raises(ValueError, match="camera"):
-        gym.make("vjepa2ac/FrankaGrasp-v0", camera="top")
+        gym.make("vjepa2ac/FrankaGrasp-v0", camera="ceiling")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -254,3 +254,23 @@ def test_workspace_camera_frames_the_task_area(backend):
         sizes[camera] = int(red.sum())
         env.close()
     assert sizes["workspace"] > sizes["exterior_1"] > 0
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+def test_dual_camera_stacks_side_and_top_views(backend):
+    """'dual' = the side view over the top view, each rendered at half the height (odd heights: side gets the row)."""
+    env = gym.make("vjepa2ac/FrankaReach-v0", backend=backend, camera="dual", image_size=(33, 48))
+    obs, info = env.reset(seed=0)
+    base = env.unwrapped
+    assert obs["pixels"].shape == (33, 48, 3) and info["goal_pixels"].shape == (33, 48, 3)
+    np.testing.assert_array_equal(obs["pixels"][:17], base.render(camera="side", image_size=(17, 48)))
+    np.testing.assert_array_equal(obs["pixels"][17:], base.render(camera="top", image_size=(16, 48)))
+    # moving the gripper along any axis changes the dual view (one camera alone is blind along its line of sight)
+    ee, mat = base.get_ee_pose()
+    ref = base.render_configuration(ee, mat, camera="dual").astype(int)
+    for axis in range(3):
+        moved = base.render_configuration(ee + 0.08 * np.eye(3)[axis], mat, camera="dual").astype(int)
+        assert np.abs(moved - ref).sum(-1).astype(bool).mean() > 0.01, axis
+    with pytest.raises(ValueError, match="height"):
+        base.render(camera="dual", image_size=(1, 8))
+    env.close()

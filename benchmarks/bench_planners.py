@@ -14,6 +14,7 @@ same random draws, in fp32 and with bf16 autocast.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import statistics
 import sys
@@ -135,9 +136,9 @@ def released_table(args, wm, z0, s0) -> None:
     n = wm.tokens_per_frame
     kw = dict(samples=args.cmp_samples, topk=10, iterations=10, horizon=2)
 
-    def ours(dtype):
+    def ours(dtype, model=wm):
         planner = CEM(CEMConfig.official(dtype=dtype, evaluate_plan=False, **kw))
-        return lambda: planner.plan(wm, z0, s0, z_goal, generator=torch.Generator(device=device).manual_seed(0))
+        return lambda: planner.plan(model, z0, s0, z_goal, generator=torch.Generator(device=device).manual_seed(0))
 
     def theirs(dtype):
         def run():
@@ -161,10 +162,17 @@ def released_table(args, wm, z0, s0) -> None:
           "| max abs diff of final mean |")
     print("|---|---|---|---|---|---|---|---|")
     released_fp32 = None
-    for label, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
-        ours(dtype)()  # warm-up
-        t_ours, plan = _timed(ours(dtype), device, args.repeats)
-        t_rel, (actions, history) = _timed(theirs(dtype), device, max(1, args.released_repeats))
+    rows = [("fp32", None, wm), ("bf16 autocast", torch.bfloat16, wm)]
+    if args.compile:  # WorldModel.compile_predictor on a copy; the warm-up call compiles
+        compiled = copy.deepcopy(wm).compile_predictor()
+        rows += [("fp32, compiled", None, compiled), ("bf16 autocast, compiled", torch.bfloat16, compiled)]
+    released_times: dict = {}
+    for label, dtype, model in rows:
+        ours(dtype, model)()  # warm-up
+        t_ours, plan = _timed(ours(dtype, model), device, args.repeats)
+        if dtype not in released_times:
+            released_times[dtype] = _timed(theirs(dtype), device, max(1, args.released_repeats))
+        t_rel, (actions, history) = released_times[dtype]
         diff = (history[-1][0] - plan.history[-1]["mean"]).abs().max().item()
         released_fp32 = released_fp32 or t_rel
         print(f"| {label} | {t_rel:.3f} | {t_ours:.3f} | {t_rel / t_ours:.1f}x | {released_fp32 / t_ours:.1f}x | "
@@ -188,6 +196,8 @@ def main() -> None:
     p.add_argument("--cmp-samples", type=int, default=100)
     p.add_argument("--skip-planners", action="store_true")
     p.add_argument("--skip-released", action="store_true")
+    p.add_argument("--compile", action="store_true", help="add torch.compile'd rows (WorldModel.compile_predictor) "
+                                                          "to the released-loop table")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     wm, z0, s0 = build(args)

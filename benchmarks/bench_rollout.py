@@ -2,6 +2,7 @@
 
     python benchmarks/bench_rollout.py                 # default tables (a few minutes on 2 CPU cores)
     python benchmarks/bench_rollout.py --samples 100 --horizons 1 2 --repeats 2   # quicker
+    python benchmarks/bench_rollout.py --skip steps fixture memory --compile      # + torch.compile variants
 
 Model: the released predictor geometry (256 px, patch 16 -> 16x16 grid, 258 tokens per step, head dim 64 so the
 real 20/20/20+4 RoPE split) with reduced width/depth so that it runs on a CPU. Random weights (timings only).
@@ -10,6 +11,7 @@ real 20/20/20+4 RoPE split) with reduced width/depth so that it runs on a CPU. R
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -97,6 +99,7 @@ def table_steps(wm, args):
 @torch.no_grad()
 def table_released(wm, args):
     S = args.compare_samples
+    compiled = copy.deepcopy(wm).compile_predictor() if args.compile else None  # compiles on first use (warm-up)
     print(f"\n## Against the released loop (full-prefix recompute + per-sample scipy poses), S = {S}\n")
     print("| horizon | variant | ms per rollout | speed-up vs released | max abs diff latents | max abs diff energy | "
           "same argmin |")
@@ -107,13 +110,17 @@ def table_released(wm, args):
         ref_e = wm.energy(ref_z[:, -1:], goal)
         t_ref = timeit(lambda: released_rollout(wm, z0, s0, a), max(1, args.repeats - 1))  # noqa: B023
         print(f"| {H} | released loop | {t_ref * 1e3:.0f} | 1.00x | 0 | 0 | yes |", flush=True)
-        variants = [("ours, uncached fp32", dict(use_cache=False), None), ("ours, cached fp32", {}, None)]
+        variants = [("ours, uncached fp32", wm, dict(use_cache=False), None), ("ours, cached fp32", wm, {}, None)]
         if bf16_ok():
-            variants.append(("ours, cached bf16 autocast", {}, torch.bfloat16))
-        for name, kw, dtype in variants:
-            def run(kw=kw, dtype=dtype):
+            variants.append(("ours, cached bf16 autocast", wm, {}, torch.bfloat16))
+        if compiled is not None:
+            variants.append(("ours, cached fp32, compiled", compiled, {}, None))
+            if bf16_ok():
+                variants.append(("ours, cached bf16 autocast, compiled", compiled, {}, torch.bfloat16))
+        for name, model, kw, dtype in variants:
+            def run(model=model, kw=kw, dtype=dtype):
                 with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                    return wm.rollout(z0, s0, a, **kw)  # noqa: B023
+                    return model.rollout(z0, s0, a, **kw)  # noqa: B023
             z, s = run()
             e = wm.energy(z[:, -1:], goal)
             t = timeit(run, args.repeats)
@@ -178,6 +185,8 @@ def main() -> None:
     ap.add_argument("--embed-dim", type=int, default=256, help="encoder width")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--compile", action="store_true",
+                    help="add torch.compile'd variants (WorldModel.compile_predictor) to the released-loop table")
     ap.add_argument("--memory-samples", type=int, default=800)
     ap.add_argument("--memory-budget-mb", type=float, default=256)
     ap.add_argument("--skip", nargs="*", default=[], choices=["steps", "released", "fixture", "memory"])

@@ -49,6 +49,36 @@ def test_kv_cache_equals_full_forward(predictor, official_small):
     torch.testing.assert_close(torch.cat([first, rest], 1), full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("capacity", [2, None])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_shared_context_first_step_equals_the_batched_forward(predictor, official_small, capacity, dtype):
+    """One frame shared by B action rows (planning): computing its shared tokens once gives the batched result,
+    fills the cache identically, and keeps gradients with respect to the actions."""
+    d = official_small
+    B = 5
+    z = d["encoder_tokens"][:1, :1]
+    s = d["states"][:1, :1]
+    a = (d["actions"][:1, :1] + 0.05 * torch.randn(B, 1, 7, generator=torch.Generator().manual_seed(0)))
+    a.requires_grad_(True)
+    z2 = d["encoder_tokens"][:1, 1:2].expand(B, -1, -1, -1)
+    a2, s2 = d["actions"][:1, 1:2].expand(B, -1, -1), d["states"][:1, 1:2].expand(B, -1, -1)
+    results = []
+    for shared in (True, False):
+        cache = predictor.new_cache(capacity)
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            if shared:
+                first = predictor(z, a, s, cache=cache)
+            else:
+                first = predictor(z.expand(B, -1, -1, -1), a, s.expand(B, -1, -1), cache=cache)
+            second = predictor(z2, a2, s2, cache=cache)
+        grad, = torch.autograd.grad((first.float().sum() + second.float().sum()), a)
+        results.append((first.detach().float(), second.detach().float(), grad, cache.keys[0].detach().float()))
+    tol = 1e-5 if dtype is None else 0.1
+    for got, want in zip(results[0], results[1]):
+        torch.testing.assert_close(got, want, atol=tol * max(1.0, want.abs().max().item()), rtol=0)
+    assert first.shape == (B, 1, *d["encoder_tokens"].shape[2:])
+
+
 @torch.no_grad()
 def test_block_causality_is_bit_exact(predictor, official_small):
     d = official_small

@@ -84,7 +84,7 @@ def test_memory_budget_chunks_and_gives_same_result(official_small):
     z0, s0, goal = context(d, 8)
     a = budget.rollout(z0, s0, d["rollout_actions"])[0]
     b = WorldModel(None, p).rollout(z0, s0, d["rollout_actions"])[0]
-    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
 def test_rollout_is_differentiable_in_actions(wm, official_small):

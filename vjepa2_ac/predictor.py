@@ -350,6 +350,9 @@ class ACPredictor(nn.Module):
             actions, states: ``[B, T, 7]``. extrinsics: ``[B, T, 6]`` (only with ``use_extrinsics``).
             cache: if given, ``z``/``actions``/``states`` are the *new* steps following the cached ones; their
                 keys/values are appended to the cache.
+            ``z`` and ``states`` (and ``extrinsics``) may have batch 1 while ``actions`` has batch B: a context
+            shared by B action candidates, as in planning. Its first step then computes the shared tokens once
+            (:meth:`_shared_first_step`) instead of B times.
         Returns:
             ``[B, T, N, D]`` (raw: after ``predictor_norm`` and ``predictor_proj``, before the representation
             layer-norm); slot t predicts frame t+1.
@@ -361,6 +364,17 @@ class ACPredictor(nn.Module):
                 raise ValueError(f"z of shape {tuple(z.shape)}: token count must be a multiple of "
                                  f"{c.tokens_per_frame} (tokens per frame)")
             z = z.unflatten(1, (-1, c.tokens_per_frame))
+        if z.shape[0] == 1 and actions.shape[0] > 1 and z.ndim == 4:  # a context shared by all action rows
+            if (cache is not None and cache.steps == 0 and z.shape[1] == 1 and not c.use_extrinsics
+                    and states.shape[0] == 1):
+                self._check_inputs(z, actions[:1], states, extrinsics)
+                out = self._shared_first_step(z, actions, states, cache)
+                return out.flatten(1, 2) if flat else out
+            B = actions.shape[0]
+            z = z.expand(B, *z.shape[1:])
+            states = states.expand(B, *states.shape[1:]) if states.shape[0] == 1 else states
+            if extrinsics is not None and extrinsics.shape[0] == 1:
+                extrinsics = extrinsics.expand(B, *extrinsics.shape[1:])
         B, T, N, D = self._check_inputs(z, actions, states, extrinsics)
         past = cache.steps if cache is not None else 0
         if past + T > c.max_steps:
@@ -387,6 +401,55 @@ class ACPredictor(nn.Module):
         x = x.view(B, T, c.tokens_per_step, -1)[:, :, c.cond_tokens:]
         out = self.predictor_proj(self.predictor_norm(x))  # [B, T, N, D]
         return out.flatten(1, 2) if flat else out
+
+    def _shared_first_step(self, z: Tensor, actions: Tensor, states: Tensor, cache: KVCache) -> Tensor:
+        """First step of B rollouts from one shared frame: ``z [1, 1, N, D]``, ``states [1, 1, 7]``, ``actions
+        [B, 1, 7]`` -> ``[B, 1, N, D]``, filling ``cache``. Equal to the batched forward up to float rounding.
+
+        Only the action token differs between rows, so layer 0's inputs, norms, q/k/v and RoPE for the state and
+        patch tokens are computed once, and their attention over the shared keys is computed once too; each row
+        then adds its own action key/value to the softmax (a one-key log-sum-exp merge). From layer 1 on every
+        token depends on the row's action and the blocks run batched as usual."""
+        c = self.config
+        B, L, H, hd = actions.shape[0], c.tokens_per_step, c.num_heads, c.head_dim
+        shared = torch.cat([self.state_encoder(states)[:, :, None], self.predictor_embed(z)], dim=2).flatten(1, 2)
+        x_a = self.action_encoder(actions).to(shared.dtype)  # [B, 1, C]
+        compute_dtype = shared.dtype
+        if torch.is_autocast_enabled(shared.device.type):
+            compute_dtype = torch.get_autocast_dtype(shared.device.type)
+        cos, sin = (t[0] for t in self.rope_tables(1, shared.device, compute_dtype))  # [L, hd]
+
+        block = self.predictor_blocks[0]
+        attn = block.attn
+        qkv_s = attn.qkv(block.norm1(shared)).view(1, L - 1, 3, H, hd)
+        qk_s = apply_rope(qkv_s[:, :, :2], cos[1:, None, None], sin[1:, None, None])
+        q_s, k_s, v_s = (t[0].transpose(0, 1) for t in (qk_s[:, :, 0], qk_s[:, :, 1], qkv_s[:, :, 2]))  # [H, L-1, hd]
+        qkv_a = attn.qkv(block.norm1(x_a)).view(B, 1, 3, H, hd)
+        qk_a = apply_rope(qkv_a[:, :, :2], cos[:1, None, None], sin[:1, None, None])
+        q_a, k_a, v_a = qk_a[:, :, 0].transpose(1, 2), qk_a[:, :, 1].transpose(1, 2), qkv_a[:, :, 2].transpose(1, 2)
+        k = torch.cat([k_a, k_s.expand(B, -1, -1, -1)], dim=2)  # [B, H, L, hd]
+        v = torch.cat([v_a, v_s.expand(B, -1, -1, -1)], dim=2)
+        k, v = cache.append(0, k, v, 1)
+
+        # shared queries: softmax over the shared keys once, then merge each row's action key (float32 statistics)
+        scale = hd ** -0.5
+        scores = (q_s.float() @ k_s.float().transpose(-1, -2)) * scale  # [H, L-1, L-1]
+        m = scores.amax(-1)  # [H, L-1]
+        p = torch.exp(scores - m[..., None])
+        z_sum, o_sum = p.sum(-1), p @ v_s.float()  # [H, L-1], [H, L-1, hd]
+        s_a = torch.einsum("hqd,bhd->bhq", q_s.float(), k_a[:, :, 0].float()) * scale  # [B, H, L-1]
+        m_new = torch.maximum(m, s_a)
+        w_old, w_a = torch.exp(m - m_new), torch.exp(s_a - m_new)
+        out_s = (o_sum * w_old[..., None] + w_a[..., None] * v_a.float()) / (z_sum * w_old + w_a)[..., None]
+        out_a = F.scaled_dot_product_attention(q_a, k, v)  # [B, H, 1, hd]: the action token sees every key
+        out = torch.cat([out_a, out_s.to(out_a.dtype)], dim=2).transpose(1, 2).reshape(B, L, -1)
+        x = torch.cat([x_a, shared.expand(B, -1, -1)], dim=1) + attn.proj(out)
+        x = x + block.mlp(block.norm2(x))
+        for i, blk in enumerate(self.predictor_blocks[1:], start=1):
+            x = blk(x, cos, sin, None, cache, i, 1)
+        cache.advance(1)
+        x = x.view(B, 1, L, -1)[:, :, c.cond_tokens:]
+        return self.predictor_proj(self.predictor_norm(x))
 
     def new_cache(self, capacity: int | None = None) -> KVCache:
         """An empty KV cache; ``capacity`` (steps) preallocates buffers (use ``None`` when differentiating)."""

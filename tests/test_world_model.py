@@ -313,3 +313,23 @@ def test_atomic_directory_permissions_and_failure(tmp_path):
         raise RuntimeError("crash mid-write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp dir left, old content intact
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.txt"]
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_compiled_predictor_gives_the_eager_rollout(tiny_world_model):
+    """``compile_predictor`` (torch.compile of the blocks) changes speed, not results."""
+    import copy
+
+    wm = tiny_world_model
+    g = torch.Generator().manual_seed(0)
+    z0 = normalize_reps(torch.randn(1, 1, wm.tokens_per_frame, wm.embed_dim, generator=g)).expand(6, -1, -1, -1)
+    s0 = torch.zeros(6, 1, 7)
+    actions = 0.05 * torch.randn(6, 2, 7, generator=g)
+    eager = wm.rollout(z0, s0, actions)
+    compiled = copy.deepcopy(wm).compile_predictor()
+    assert compiled is not wm
+    for _ in range(2):  # first call compiles, the second reuses the compiled graphs
+        got = compiled.rollout(z0, s0, actions)
+        torch.testing.assert_close(got[0], eager[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(got[1], eager[1], atol=0, rtol=0)

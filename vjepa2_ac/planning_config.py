@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from vjepa2_ac.atomic import atomic_write_text
 
 FILE_NAME = "planning.json"
 
@@ -238,18 +239,7 @@ class PlanningConfig:
         path = Path(directory_or_file)
         if path.suffix != ".json":
             path = path / FILE_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=2, default=str)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
 
 
 def _task_from_dict(name: str, value: Any) -> TaskSettings:

@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from vjepa2_ac.atomic import atomic_path
 
 if TYPE_CHECKING:
     from vjepa2_ac.evaluation import Landscape
@@ -32,18 +33,9 @@ def _figure(**kwargs):
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """``fig`` -> PNG at ``path`` via a temp file renamed on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def _show(ax, image: np.ndarray, title: str) -> None:

@@ -8,10 +8,11 @@ Files are written to a temporary name in the same directory and renamed, so a cr
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from vjepa2_ac.atomic import atomic_path
 
 MP4_CODECS = ("libx264", "h264", "mpeg4")
 
@@ -35,13 +36,10 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 4.0) -> 
 
     frames = _even(_check_frames(frames))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for codec in MP4_CODECS:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}", suffix=".mp4")
-        os.close(fd)
         try:
-            with av.open(tmp, mode="w") as container:
+            with atomic_path(path, suffix=".mp4") as tmp, av.open(str(tmp), mode="w") as container:
                 stream = container.add_stream(codec, rate=max(1, round(fps)))
                 stream.width, stream.height = frames.shape[2], frames.shape[1]
                 stream.pix_fmt = "yuv420p"
@@ -50,13 +48,9 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 4.0) -> 
                         container.mux(packet)
                 for packet in stream.encode():
                     container.mux(packet)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
             return path
         except Exception as err:  # codec missing in this FFmpeg build: try the next one
             errors.append(f"{codec}: {type(err).__name__}: {err}")
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     raise RuntimeError("no MP4 encoder available in PyAV (" + "; ".join(errors) + ")")
 
 
@@ -66,18 +60,10 @@ def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: float = 4.0) -> 
 
     frames = _check_frames(frames)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}", suffix=".gif")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".gif") as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=int(round(1000 / fps)), loop=0)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

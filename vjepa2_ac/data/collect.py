@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from vjepa2_ac.atomic import atomic_write_text
 from vjepa2_ac.data.episode import PARTIAL_SUFFIX, EpisodeFile, EpisodeFormatError, EpisodeWriter
 
 POLICIES = ("expert", "noisy-expert", "random", "mix")
@@ -230,10 +231,7 @@ def collect_episode(config: CollectConfig, i: int) -> dict[str, Any]:
 
 
 def _write_config(config: CollectConfig) -> None:
-    path = Path(config.out) / "collect_config.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
-    tmp.write_text(json.dumps(asdict(config), indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(Path(config.out) / "collect_config.json", json.dumps(asdict(config), indent=1))
 
 
 def collect(config: CollectConfig, *, progress: bool = True) -> CollectSummary:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from vjepa2_ac.atomic import atomic_write_text
 from vjepa2_ac.data.episode import EPISODE_SUFFIXES, EpisodeFile, EpisodeFormatError
 
 INDEX_NAME = "index.json"
@@ -75,16 +75,7 @@ def _read_record(path: Path, rel: str, stat: os.stat_result) -> EpisodeRecord:
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(payload, indent=1), fsync=True)
 
 
 def load_index(root: str | os.PathLike, *, rebuild: bool = False, warn: bool = True) -> list[EpisodeRecord]:

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from vjepa2_ac.atomic import atomic_write_text
+
 C = TypeVar("C", bound="_YamlConfig")
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -52,12 +54,7 @@ class _YamlConfig:
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     def diff(self, other: _YamlConfig) -> list[str]:
         """Names of the fields whose values differ."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vjepa2_ac.training.checkpointing import atomic_write_bytes
+from vjepa2_ac.atomic import atomic_path, atomic_write_bytes
 
 if TYPE_CHECKING:
     from vjepa2_ac.encoder import Encoder
@@ -111,9 +111,8 @@ def encode_dataset(
             latents.append(z.to(STORE_DTYPES[dtype]).cpu())
             states.append(torch.from_numpy(np.asarray(s, dtype=np.float64)))
         tensors = {"latents": torch.cat(latents).contiguous(), "states": torch.cat(states).contiguous()}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata={"name": name, "num_steps": str(length), "fps": repr(fps)})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"name": name, "num_steps": str(length), "fps": repr(fps)})
         bar.update(1)
     bar.close()
     barrier(info)

@@ -14,6 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,29 +40,31 @@ def strip_official_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tenso
     return out
 
 
-def check_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], *, what: str,
-                     ignore_unexpected: Iterable[str] = ()) -> None:
-    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys (expected vs got)."""
-    expected = module.state_dict()
+def check_tensors(expected: Mapping[str, torch.Size], state_dict: Mapping[str, Any], *, what: str,
+                  ignore_unexpected: Iterable[str] = (), floating: bool = False) -> None:
+    """Raise :class:`CheckpointError` listing missing, unexpected, non-tensor (or, with ``floating``,
+    non-floating-point) and mis-shaped entries of ``state_dict`` against ``expected`` key -> shape."""
     ignore = set(ignore_unexpected)
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected) - ignore)
-    not_tensor = sorted(k for k in set(expected) & set(state_dict) if not isinstance(state_dict[k], Tensor))
-    shapes = sorted(
-        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(state_dict[k].shape)}"
-        for k in set(expected) & set(state_dict)
-        if isinstance(state_dict[k], Tensor) and expected[k].shape != state_dict[k].shape)
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_preview(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
-    if not_tensor:
-        problems.append(f"values that are not tensors: {_preview(not_tensor)}")
-    if shapes:
-        problems.append(f"mis-shaped tensors ({len(shapes)}): {_preview(shapes)}")
+    common = set(expected) & set(state_dict)
+    kind = "floating-point tensor" if floating else "tensor"
+    bad = sorted(k for k in common if not isinstance(state_dict[k], Tensor)
+                 or (floating and not state_dict[k].is_floating_point()))
+    shapes = sorted(f"{k}: expected {tuple(expected[k])}, got {tuple(state_dict[k].shape)}"
+                    for k in common if k not in bad and tuple(expected[k]) != tuple(state_dict[k].shape))
+    problems = [f"{label} ({len(items)}): {_preview(items)}" for label, items in (
+        ("missing keys", missing), ("unexpected keys", unexpected),
+        ("bad values", [f"{k} is not a {kind}" for k in bad]), ("mis-shaped tensors", shapes)) if items]
     if problems:
-        raise CheckpointError(f"{what} checkpoint does not match the model: " + "; ".join(problems))
+        raise CheckpointError(f"{what} does not match the model: " + "; ".join(problems))
+
+
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], *, what: str,
+                     ignore_unexpected: Iterable[str] = ()) -> None:
+    """:func:`check_tensors` against ``module``'s own state dict (``what``: e.g. "AC predictor")."""
+    check_tensors({k: v.shape for k, v in module.state_dict().items()}, state_dict, what=f"{what} checkpoint",
+                  ignore_unexpected=ignore_unexpected)
 
 
 def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, Tensor], *, what: str,

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from transformers import VJEPA2Config
 from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2Encoder
 
-from vjepa2_ac.checkpoint import CheckpointError, strip_official_prefixes
+from vjepa2_ac.checkpoint import CheckpointError, check_tensors, strip_official_prefixes
 from vjepa2_ac.preprocess import as_uint8_frames, normalize_frames
 
 __all__ = ["KNOWN_ENCODERS", "Encoder", "vjepa2_config_from_official"]
@@ -112,18 +112,6 @@ def _hf_to_official_key(key: str) -> str:
     key = re.sub(r"^layer\.(\d+)\.attention\.proj\.", r"blocks.\1.attn.proj.", key)
     key = re.sub(r"^layer\.(\d+)\.", r"blocks.\1.", key)
     return re.sub(r"^layernorm\.", "norm.", key)
-
-
-def _format_problems(what: str, missing: list[str], unexpected: list[str], shapes: list[str],
-                     others: list[str] | None = None) -> None:
-    problems = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                         ("mis-shaped tensors", shapes), ("bad values", others or [])):
-        if items:
-            shown = ", ".join(items[:8]) + (f", ... (+{len(items) - 8} more)" if len(items) > 8 else "")
-            problems.append(f"{label} ({len(items)}): {shown}")
-    if problems:
-        raise CheckpointError(f"{what} does not match the encoder config: " + "; ".join(problems))
 
 
 class Encoder(nn.Module):
@@ -304,13 +292,8 @@ class Encoder(nn.Module):
         for key, ref in enc.encoder.state_dict().items():
             off = _hf_to_official_key(key)
             expected[off] = ref.shape if ".attn.qkv." not in off else torch.Size((3 * ref.shape[0], *ref.shape[1:]))
-        missing = sorted(set(expected) - set(sd))
-        unexpected = sorted(set(sd) - set(expected) - _HARMLESS_OFFICIAL_KEYS)
-        bad = sorted(k for k in set(expected) & set(sd) if not isinstance(sd[k], Tensor) or not sd[k].is_floating_point())
-        shapes = sorted(f"{k}: expected {tuple(expected[k])}, got {tuple(sd[k].shape)}"
-                        for k in set(expected) & set(sd) if k not in bad and sd[k].shape != expected[k])
-        _format_problems("official encoder state dict", missing, unexpected, shapes,
-                         [f"{k} is not a floating-point tensor" for k in bad])
+        check_tensors(expected, sd, what="official encoder state dict", ignore_unexpected=_HARMLESS_OFFICIAL_KEYS,
+                      floating=True)
 
         hf: dict[str, Tensor] = {}
         for key in enc.encoder.state_dict():
@@ -351,13 +334,8 @@ class Encoder(nn.Module):
         config = _read_config(path, config_overrides)
         tensors = _read_encoder_tensors(path, dtype=dtype, device=device)
         enc = cls(config, device="meta", attn_implementation=attn_implementation, max_batch_frames=max_batch_frames)
-        expected = enc.encoder.state_dict()
-        missing = sorted(set(expected) - set(tensors))
-        unexpected = sorted(set(tensors) - set(expected))
-        shapes = sorted(f"{k}: expected {tuple(expected[k].shape)}, got {tuple(tensors[k].shape)}"
-                        for k in set(expected) & set(tensors) if tensors[k].shape != expected[k].shape)
-        _format_problems(f"encoder weights in {path}", [f"encoder.{k}" for k in missing],
-                         [f"encoder.{k}" for k in unexpected], [f"encoder.{k}" for k in shapes])
+        check_tensors({f"encoder.{k}": v.shape for k, v in enc.encoder.state_dict().items()},
+                      {f"encoder.{k}": v for k, v in tensors.items()}, what=f"encoder weights in {path}")
         enc.name_or_path = os.fspath(name_or_dir)
         return enc._assign(tensors, dtype=dtype, device=device)
 

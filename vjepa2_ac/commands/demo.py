@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vjepa2_ac.commands import add_threads_argument, apply_threads
+
 TASK_CHOICES = ("reach", "grasp", "reach-with-object", "pick-place")
 
 
@@ -22,20 +24,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--planning", default=None,
                         help="planning.json to use instead of the model's own (camera, image size, planner, ...)")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)")
+    add_threads_argument(parser)
 
 
 def load_model_or_exit(args: argparse.Namespace):
     """``(world_model, planning_config, description)``, or print one line and exit with status 2."""
     from vjepa2_ac.evaluation import ModelNotAvailable, load_world_model
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     try:
         return load_world_model(args.model, checkpoint=args.checkpoint, device=args.device, planning=args.planning)
     except (ModelNotAvailable, ValueError, FileNotFoundError) as err:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vjepa2_ac.commands import add_threads_argument, apply_threads
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="episode datasets, in order")
@@ -17,6 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-frames", type=int, default=64, help="frames encoded at once")
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda:LOCAL_RANK if available)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from vjepa2_ac.training.distributed import cleanup_distributed, setup_distributed
     from vjepa2_ac.training.latent_cache import encode_dataset
 
+    apply_threads(args)
     info = setup_distributed(args.device)
     try:
         if args.encoder:

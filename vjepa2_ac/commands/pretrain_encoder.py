@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vjepa2_ac.commands import add_threads_argument, apply_threads
 from vjepa2_ac.commands.train import add_override_argument, load_config
 
 
@@ -18,6 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda:LOCAL_RANK if available)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_override_argument(parser)
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from vjepa2_ac.training.distributed import cleanup_distributed
     from vjepa2_ac.training.pretrain import pretrain
 
+    apply_threads(args)
     config = load_config(PretrainConfig, args)
     try:
         model_dir = pretrain(config, args.data, args.out, resume=args.resume, init=args.init, device=args.device,

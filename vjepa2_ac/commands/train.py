@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vjepa2_ac.commands import add_threads_argument, apply_threads
+
 
 def add_override_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -51,6 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK if available)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_override_argument(parser)
+    add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from vjepa2_ac.training.config import TrainConfig
     from vjepa2_ac.training.distributed import cleanup_distributed
 
+    apply_threads(args)
     config = load_config(TrainConfig, args)
     try:
         model_dir = train(config, args.data, args.out, resume=args.resume, init=args.init, val_data=args.val_data,

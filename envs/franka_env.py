@@ -19,7 +19,7 @@ import numpy as np
 from gymnasium import spaces
 from scipy.spatial.transform import Rotation
 
-from envs.mujoco_scene import CAMERAS, COMPOSITE_CAMERAS
+from envs.scene_layout import CAMERAS, COMPOSITE_CAMERAS
 
 TASKS = ("reach", "grasp", "reach_with_object", "pick_place")
 BACKENDS = ("mujoco", "pybullet")

@@ -13,52 +13,30 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from envs.scene_layout import (  # noqa: F401  (re-exported)
+    CAMERA_FOVY,
+    CAMERA_FOVYS,
+    CAMERAS,
+    COMPOSITE_CAMERAS,
+    CUBE_HALF,
+    CUP_HEIGHT,
+    CUP_RADIUS,
+    CUP_WALL,
+    EXTERIOR_CAMERAS,
+    HOME_QPOS,
+    OBJECT_RGBA,
+    TABLE_RGBA,
+    camera_fovy,
+    render_composite,
+)
+
 ASSETS = Path(__file__).parent / "assets"
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 GRIPPER_JOINTS = tuple(
     f"{side}_{part}_joint" for side in ("right", "left") for part in ("driver", "coupler", "spring_link", "follower")
 )
-# DROID-style home: gripper pointing down ~0.25 m above the table in front of the robot.
-HOME_QPOS = np.array([0.0, -0.2, 0.0, -2.3, 0.0, 2.1, 0.785398])
 SERVO_KP = np.array([4500, 4500, 3500, 3500, 2000, 2000, 2000], dtype=float)
 SERVO_FORCE = np.array([87, 87, 87, 87, 12, 12, 12], dtype=float)
-# Exterior cameras (DROID-like: beside and in front of the robot, looking at the workspace) and their look-at point.
-CAMERAS = {
-    "exterior_1": ((1.05, 0.55, 0.85), (0.38, 0.0, 0.16)),
-    "exterior_2": ((1.05, -0.55, 0.85), (0.38, 0.0, 0.16)),
-    # Closer exterior view framing only the task area (objects, goals, gripper): what small encoders plan from.
-    "workspace": ((0.95, 0.38, 0.56), (0.48, 0.0, 0.13)),
-    # The two halves of the "dual" view: a side view (x right, z up; the depth lost by one camera is y) and a high
-    # front view (x and y), both framing the whole task workspace at every reachable gripper height.
-    "side": ((0.48, 1.10, 0.45), (0.48, 0.0, 0.20)),
-    "top": ((0.95, 0.0, 1.10), (0.48, 0.0, 0.12)),
-}
-EXTERIOR_CAMERAS = tuple(CAMERAS)
-CAMERA_FOVY = 55.0
-CAMERA_FOVYS = {"side": 42.0, "top": 38.0}  # vertical field of view (deg) where not CAMERA_FOVY
-# Composite views: named cameras rendered into equal horizontal bands, stacked top to bottom. "dual" (side over top)
-# removes the single camera's line-of-sight valley; it is the bundled model's observation.
-COMPOSITE_CAMERAS = {"dual": ("side", "top")}
-
-
-def camera_fovy(name: str) -> float:
-    """Vertical field of view (degrees) of an exterior camera."""
-    return CAMERA_FOVYS.get(name, CAMERA_FOVY)
-
-
-def render_composite(render_view, camera: str, height: int, width: int) -> np.ndarray:
-    """uint8 [height, width, 3] image of composite ``camera``: ``render_view(name, h, w)`` per part, stacked in
-    bands (the first bands get the extra rows when ``height`` does not divide evenly)."""
-    parts = COMPOSITE_CAMERAS[camera]
-    n = len(parts)
-    if height < n:
-        raise ValueError(f"height must be >= {n} for camera {camera!r}, got {height}")
-    rows = [height // n + (i < height % n) for i in range(n)]
-    return np.concatenate([render_view(name, h, width) for name, h in zip(parts, rows)], axis=0)
-TABLE_RGBA = (0.62, 0.48, 0.33, 1.0)
-OBJECT_RGBA = {"cube": (0.85, 0.15, 0.12, 1.0), "cup": (0.15, 0.35, 0.8, 1.0)}
-CUBE_HALF = 0.02
-CUP_RADIUS, CUP_HEIGHT, CUP_WALL = 0.032, 0.08, 0.004
 
 
 @dataclass

@@ -14,20 +14,20 @@ import pybullet as pb
 import pybullet_data
 from scipy.spatial.transform import Rotation
 
-from envs.mujoco_scene import (
+from envs.scene_layout import (
     CAMERAS,
     COMPOSITE_CAMERAS,
     CUBE_HALF,
     CUP_HEIGHT,
     CUP_RADIUS,
     CUP_WALL,
+    HOME_QPOS,
     OBJECT_RGBA,
     TABLE_RGBA,
     camera_fovy,
     render_composite,
 )
 
-HOME_QPOS = np.array([0.0, -0.2, 0.0, -2.3, 0.0, 2.1, 0.785398])
 ARM_FORCE = np.array([87, 87, 87, 87, 12, 12, 12], dtype=float)
 EE_LINK, FINGERS, FINGER_OPEN = 11, (9, 10), 0.04
 FINGER_FORCE = 40.0

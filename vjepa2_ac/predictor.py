@@ -245,14 +245,23 @@ class ACAttention(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attn_mask: Tensor | None,
                 cache: KVCache | None = None, layer: int = 0, new_steps: int = 0) -> Tensor:
         """``x [B, S, C]`` with RoPE tables ``[S, hd]``; with a cache, attend to the cached steps too."""
-        B, S, C = x.shape
-        qkv = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim)
-        qk = apply_rope(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])  # q and k in one pass
-        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        q, k, v = self.qkv_rope(x, cos, sin)
         if cache is not None:
             k, v = cache.append(layer, k, v, new_steps)
+        return self.proj(self.attend(q, k, v, attn_mask))
+
+    def qkv_rope(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x [B, S, C]`` -> rotated q, k and v ``[B, heads, S, hd]`` (no cache state: compiles cleanly)."""
+        B, S, _ = x.shape
+        qkv = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim)
+        qk = apply_rope(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])  # q and k in one pass
+        return qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+
+    @staticmethod
+    def attend(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None) -> Tensor:
+        """Scaled dot-product attention, heads merged back: ``[B, S, C]``."""
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.proj(out.transpose(1, 2).reshape(B, S, C))
+        return out.transpose(1, 2).flatten(2)
 
 
 class ACBlock(nn.Module):
@@ -265,7 +274,18 @@ class ACBlock(nn.Module):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attn_mask: Tensor | None,
                 cache: KVCache | None = None, layer: int = 0, new_steps: int = 0) -> Tensor:
-        x = x + self.attn(self.norm1(x), cos, sin, attn_mask, cache, layer, new_steps)
+        q, k, v = self.pre_attention(x, cos, sin)
+        if cache is not None:
+            k, v = cache.append(layer, k, v, new_steps)
+        return self.post_attention(x, self.attn.attend(q, k, v, attn_mask))
+
+    # The two halves around the attention (and its KV cache) are pure functions of their inputs:
+    # ``WorldModel.compile_predictor`` compiles them, which fuses the RoPE, norm, bias and GELU work.
+    def pre_attention(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.attn.qkv_rope(self.norm1(x), cos, sin)
+
+    def post_attention(self, x: Tensor, attn_out: Tensor) -> Tensor:
+        x = x + self.attn.proj(attn_out)
         return x + self.mlp(self.norm2(x))
 
 
@@ -442,9 +462,8 @@ class ACPredictor(nn.Module):
         w_old, w_a = torch.exp(m - m_new), torch.exp(s_a - m_new)
         out_s = (o_sum * w_old[..., None] + w_a[..., None] * v_a.float()) / (z_sum * w_old + w_a)[..., None]
         out_a = F.scaled_dot_product_attention(q_a, k, v)  # [B, H, 1, hd]: the action token sees every key
-        out = torch.cat([out_a, out_s.to(out_a.dtype)], dim=2).transpose(1, 2).reshape(B, L, -1)
-        x = torch.cat([x_a, shared.expand(B, -1, -1)], dim=1) + attn.proj(out)
-        x = x + block.mlp(block.norm2(x))
+        out = torch.cat([out_a, out_s.to(out_a.dtype)], dim=2).transpose(1, 2).flatten(2)  # [B, L, C]
+        x = block.post_attention(torch.cat([x_a, shared.expand(B, -1, -1)], dim=1), out)
         for i, blk in enumerate(self.predictor_blocks[1:], start=1):
             x = blk(x, cos, sin, None, cache, i, 1)
         cache.advance(1)

@@ -67,13 +67,16 @@ class WorldModel(nn.Module):
         self.memory_budget_mb = memory_budget_mb
 
     def compile_predictor(self, **kwargs: Any) -> WorldModel:
-        """Compile every predictor block with ``torch.compile`` (``dynamic=False`` unless given): fuses the RoPE,
-        norm and GELU element-wise work around the matmuls. Results agree with eager to float rounding. The first
-        call per input shape (batch, cached steps) and autocast setting compiles (seconds to a minute on a CPU),
-        so it pays off for repeated planning, not for a single rollout. Returns ``self``."""
+        """Compile the two halves of every predictor block around its attention (``ACBlock.pre_attention`` /
+        ``post_attention``) with ``torch.compile`` (``dynamic=False`` unless given): fuses the RoPE, norm, bias and
+        GELU element-wise work around the matmuls; the attention and KV cache stay eager, so the compiled graphs
+        do not depend on the rollout step. Results agree with eager to float rounding. The first call per batch
+        size and autocast setting compiles (seconds to a minute on a CPU): it pays off for repeated planning.
+        Returns ``self``."""
         kwargs.setdefault("dynamic", False)
         for block in self.predictor.predictor_blocks:
-            block.compile(**kwargs)
+            block.pre_attention = torch.compile(block.pre_attention, **kwargs)
+            block.post_attention = torch.compile(block.post_attention, **kwargs)
         return self
 
     # ------------------------------------------------------------------------------------------------ properties

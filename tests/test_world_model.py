@@ -308,6 +308,7 @@ def test_atomic_directory_permissions_and_failure(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0o700
+    assert stat.S_IMODE((tmp_path / "out" / "a.txt").stat().st_mode) == 0o666 & ~umask
     with pytest.raises(RuntimeError), atomic_directory(tmp_path / "out") as tmp:
         (tmp / "b.txt").write_text("2")
         raise RuntimeError("crash mid-write")
@@ -333,3 +334,18 @@ def test_compiled_predictor_gives_the_eager_rollout(tiny_world_model):
         got = compiled.rollout(z0, s0, actions)
         torch.testing.assert_close(got[0], eager[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(got[1], eager[1], atol=0, rtol=0)
+
+
+def test_saved_world_model_files_have_normal_permissions(tiny_world_model, tmp_path):
+    """safetensors writes 0o600 and mkdtemp 0o700: a saved model must still be readable by others (shipping)."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        out = tiny_world_model.save_pretrained(tmp_path / "wm")
+    finally:
+        os.umask(umask)
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes["predictor.safetensors"] == 0o644 and modes["encoder/model.safetensors"] == 0o644
+    assert modes["encoder"] == 0o755 and modes["."] == 0o755

@@ -142,18 +142,28 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: {err} (truncated or corrupt file?)") from err
 
 
+def normalize_permissions(root: str | os.PathLike) -> None:
+    """Give ``root`` and everything below it the usual permissions (directories ``0o777 & ~umask``, files
+    ``0o666 & ~umask``): ``mkdtemp`` makes 0o700 directories and some writers (safetensors) 0o600 files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    root = Path(root)
+    os.chmod(root, 0o777 & ~umask)
+    for path in root.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
     """Write a directory atomically: yields a temp sibling to fill; on success it replaces ``directory`` (an old one
-    is moved aside first), on error it is deleted. The result gets the usual permissions (``0o777 & ~umask``)."""
+    is moved aside first), on error it is deleted. The result gets the usual permissions
+    (:func:`normalize_permissions`)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+        normalize_permissions(tmp)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)

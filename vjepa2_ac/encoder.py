@@ -32,7 +32,12 @@ from torch import Tensor, nn
 from transformers import VJEPA2Config
 from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2Encoder
 
-from vjepa2_ac.checkpoint import CheckpointError, check_tensors, strip_official_prefixes
+from vjepa2_ac.checkpoint import (
+    CheckpointError,
+    check_tensors,
+    normalize_permissions,
+    strip_official_prefixes,
+)
 from vjepa2_ac.preprocess import as_uint8_frames, normalize_frames
 
 __all__ = ["KNOWN_ENCODERS", "Encoder", "vjepa2_config_from_official"]
@@ -374,6 +379,7 @@ class Encoder(nn.Module):
             state = {f"encoder.{k}": v.detach().contiguous().cpu() for k, v in self.encoder.state_dict().items()}
             save_file(state, tmp / _WEIGHTS_NAME, metadata={"format": "pt"})
             config.to_json_file(tmp / _CONFIG_NAME)
+            normalize_permissions(tmp)
             if not target.exists():
                 os.replace(tmp, target)
             else:

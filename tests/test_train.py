@@ -431,7 +431,14 @@ def test_torchrun_two_processes_equal_one(dataset, encoder_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = predictor_weights(single), predictor_weights(tmp_path / "ddp" / "model")
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+        x, y = a[k], b[k]
+        if k.endswith("attn.qkv.bias"):
+            # The key bias adds q.b_k to every score of a query: softmax cancels it, so its gradient is zero up to
+            # rounding and Adam turns that noise into lr-sized steps that differ with the reduction order. It
+            # has no effect on any output; compare the query and value biases only.
+            c = x.shape[0] // 3
+            x, y = torch.cat([x[:c], x[2 * c:]]), torch.cat([y[:c], y[2 * c:]])
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=k)
     ma, mb = metrics(tmp_path / "single"), metrics(tmp_path / "ddp")
     assert [m["step"] for m in ma] == [m["step"] for m in mb]
     for x, y in zip(ma, mb):

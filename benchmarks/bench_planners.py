@@ -35,6 +35,7 @@ from planners import (  # noqa: E402
     GradientPlanner,
     ICEMConfig,
     MPPIConfig,
+    native_low_precision,
     rollout_energy,
 )
 from vjepa2_ac import ACPredictor, ACPredictorConfig, WorldModel  # noqa: E402
@@ -166,6 +167,8 @@ def released_table(args, wm, z0, s0) -> None:
     if args.compile:  # WorldModel.compile_predictor on a copy; the warm-up call compiles
         compiled = copy.deepcopy(wm).compile_predictor()
         rows += [("fp32, compiled", None, compiled), ("bf16 autocast, compiled", torch.bfloat16, compiled)]
+    if args.no_bf16:
+        rows = [row for row in rows if row[1] is None]
     released_times: dict = {}
     for label, dtype, model in rows:
         ours(dtype, model)()  # warm-up
@@ -196,6 +199,8 @@ def main() -> None:
     p.add_argument("--cmp-samples", type=int, default=100)
     p.add_argument("--skip-planners", action="store_true")
     p.add_argument("--skip-released", action="store_true")
+    p.add_argument("--no-bf16", action="store_true", help="leave out the bf16 rows of the released-loop table "
+                                                          "(slow where bf16 is emulated)")
     p.add_argument("--compile", action="store_true", help="add torch.compile'd rows (WorldModel.compile_predictor) "
                                                           "to the released-loop table")
     args = p.parse_args()
@@ -204,7 +209,8 @@ def main() -> None:
     c = wm.config
     print(f"world model: predictor {c.predictor_embed_dim}-d x {c.depth} blocks, {c.num_heads} heads, "
           f"{c.tokens_per_frame} tokens/frame, D={c.embed_dim}; device {args.device}, {args.threads} thread(s), "
-          f"torch {torch.__version__}")
+          f"torch {torch.__version__}; native bf16 matmuls (AVX512-BF16/AMX): "
+          f"{'yes' if native_low_precision(args.device) else 'no: bf16 rows are emulated'}")
     if not args.skip_planners:
         planners_table(args, wm, z0, s0)
     if not args.skip_released:

@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from released_reference import released_predictor_forward, released_world_model_step  # noqa: E402
 
+from planners import native_low_precision  # noqa: E402
 from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig  # noqa: E402
 from vjepa2_ac.world_model import WorldModel  # noqa: E402
 
@@ -200,7 +201,8 @@ def main() -> None:
     c = wm.config
     print(f"predictor: grid {c.grid_size}x{c.grid_size} ({c.tokens_per_step} tokens/step), width "
           f"{c.predictor_embed_dim}, depth {c.depth}, heads {c.num_heads}, encoder dim {c.embed_dim}; "
-          f"torch {torch.__version__}, {args.threads} thread(s), bf16 autocast {'available' if bf16_ok() else 'n/a'}")
+          f"torch {torch.__version__}, {args.threads} thread(s), bf16 autocast {'available' if bf16_ok() else 'n/a'}, "
+          f"native bf16 matmuls (AVX512-BF16/AMX): {'yes' if native_low_precision('cpu') else 'no: bf16 rows are emulated'}")
     if "steps" not in args.skip:
         table_steps(wm, args)
     if "released" not in args.skip:

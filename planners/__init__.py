@@ -6,7 +6,7 @@ and the receding-horizon ``MPCAgent``. Planners see a world model only through :
 """
 
 from planners.cem import CEM, CEMConfig
-from planners.common import SearchConfig, rollout_energy
+from planners.common import SearchConfig, native_low_precision, rollout_energy
 from planners.constraints import ActionSpace, check_actions, clip_box, project_l1_ball
 from planners.gradient import GradientConfig, GradientPlanner
 from planners.icem import ICEM, ICEMConfig, colored_noise
@@ -34,5 +34,6 @@ __all__ = [
     "project_l1_ball",
     "check_actions",
     "colored_noise",
+    "native_low_precision",
     "rollout_energy",
 ]

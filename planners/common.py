@@ -13,7 +13,7 @@ from planners.constraints import ActionSpace, Constraint
 from planners.protocol import WorldModelLike
 
 EnergyOn = Literal["final", "sum"]
-_AUTOCAST_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16)
+_AUTOCAST_DTYPES = (None, "auto", torch.float32, torch.bfloat16, torch.float16)
 
 
 @dataclass
@@ -25,7 +25,8 @@ class SearchConfig:
         :class:`planners.constraints.ActionSpace`.
     energy: ``"final"`` scores the last predicted frame (released), ``"sum"`` sums the energies of all H.
     warm_start: start from the previous plan shifted by one step (call ``planner.reset()`` per episode).
-    dtype: autocast dtype for the world-model calls (``torch.bfloat16`` for speed); ``None`` = no autocast.
+    dtype: autocast dtype for the world-model calls (``torch.bfloat16`` for speed); ``None`` = no autocast;
+        ``"auto"`` = bf16 where the device computes it natively (see :func:`native_low_precision`), else none.
     evaluate_plan: roll the returned plan out once more to report its energy (``Plan.energy``).
     rescore: with a low-precision ``dtype``, re-evaluate the ``rescore`` lowest-energy samples of every iteration
         in float32 before ranking them (bf16 rounding, ~1e-3 relative, reorders near-equal energies; 0 = off).
@@ -41,7 +42,7 @@ class SearchConfig:
     close_gripper: int | None = None
     energy: EnergyOn = "final"
     warm_start: bool = False
-    dtype: torch.dtype | None = None
+    dtype: torch.dtype | str | None = None
     evaluate_plan: bool = True
     rescore: int = 0
 
@@ -94,6 +95,22 @@ def check_generator(generator: torch.Generator | None, device: torch.device) -> 
         raise ValueError(f"generator is on {generator.device}, but the context latents z0 are on {device}")
 
 
+def native_low_precision(device: torch.device) -> torch.dtype | None:
+    """``torch.bfloat16`` where ``device`` has native bf16 matmuls (CUDA with bf16 support; a CPU with AVX512-BF16
+    or AMX), else ``None``: without them (e.g. AVX2-only CPUs) bf16 autocast is several times *slower* than fp32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else None
+    return None
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype | None:
+    """A config ``dtype`` for ``device``: ``"auto"`` -> :func:`native_low_precision`, others unchanged."""
+    return native_low_precision(device) if dtype == "auto" else dtype
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """bf16/fp16 autocast for the world-model calls, or nothing when ``dtype`` is None/float32."""
     if dtype is None or dtype == torch.float32:
@@ -117,7 +134,9 @@ def rollout_energy(
 
     The context is expanded (no copy) to B; the known ``context_actions [1, T0-1, 7]`` are prepended.
     With a low-precision ``dtype`` and ``rescore > 0``, the ``rescore`` best samples are evaluated again in float32.
+    ``dtype="auto"`` is resolved for the latents' device (:func:`resolve_dtype`).
     """
+    dtype = resolve_dtype(dtype, z0.device)
     if rescore > 0 and dtype not in (None, torch.float32):
         e = rollout_energy(world_model, z0, s0, z_goal, actions, context_actions=context_actions, energy=energy,
                            dtype=dtype)

@@ -72,6 +72,8 @@ def test_planning_config_round_trip_and_per_task_overrides(tmp_path):
     fields = cfg.planner_fields("pick-place")
     assert fields["samples"] == 70 and fields["dtype"] is torch.bfloat16 and fields["axis"] == {6: 0.0}
     assert cfg.planner_fields("reach")["samples"] == 50
+    auto = PlanningConfig(planner_config={"dtype": "auto"})
+    assert auto.planner_fields("reach")["dtype"] == "auto" and auto.build_planner("reach").config.dtype == "auto"
     planner = cfg.build_planner("pick-place")
     assert type(planner).__name__ == "CEM"
     assert planner.config.samples == 70 and planner.config.constraint == "l1_ball"  # paper preset underneath

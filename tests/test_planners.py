@@ -346,3 +346,22 @@ def test_colored_noise_statistics():
         lag1 = (noise[:, 1:] * noise[:, :-1]).mean() / noise.var()
         assert lo < lag1 < hi, lag1
     assert torch.equal(colored_noise(3, 1, 4, 2.0, generator=_gen(1)), torch.randn(3, 1, 4, generator=_gen(1)))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_dtype_uses_bf16_only_where_the_cpu_has_it(native, monkeypatch):
+    """``dtype="auto"`` plans exactly like the dtype it resolves to: bf16 on a CPU with AVX512-BF16/AMX, float32 on
+    one without (where bf16 autocast is several times slower than fp32)."""
+    from planners import native_low_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    expected = torch.bfloat16 if native else None
+    assert native_low_precision(torch.device("cpu")) == expected
+    wm = PoseLinearWorldModel()
+    z0, zg, _ = _problem(wm, REACH_H1_L1)
+    auto = CEM(CEMConfig.paper(dtype="auto", samples=64, iterations=3)).plan(wm, z0, S0, zg, generator=_gen(0))
+    fixed = CEM(CEMConfig.paper(dtype=expected, samples=64, iterations=3)).plan(wm, z0, S0, zg, generator=_gen(0))
+    assert torch.equal(auto.actions, fixed.actions)
+    with pytest.raises(ValueError, match="dtype"):
+        CEMConfig.paper(dtype="fast")

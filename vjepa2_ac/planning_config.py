@@ -108,7 +108,7 @@ class PlanningConfig:
     planner_preset: ``"paper"`` / ``"official"`` start from ``CEMConfig.paper()`` / ``.official()`` (CEM only;
         other planners start from their defaults); ``None`` = the config class defaults.
     planner_config: config fields (``samples``, ``iterations``, ``horizon``, ``maxnorm``, ...); ``dtype`` may be
-        ``"bfloat16"``/``"float16"``.
+        ``"bfloat16"``/``"float16"``, or ``"auto"`` (bf16 where the device computes it natively, else float32).
     stop_on_success: end an episode as soon as the task reports success (the result counts as a success).
     tasks: per-task :class:`TaskSettings`; tasks not listed use the defaults.
     source: the file this was read from (``None`` = built-in defaults); not saved.
@@ -264,12 +264,12 @@ def _convert_planner_fields(values: dict[str, Any]) -> dict[str, Any]:
     for ``betas``."""
     out = dict(values)
     dtype = out.get("dtype")
-    if isinstance(dtype, str):
+    if isinstance(dtype, str) and dtype != "auto":  # "auto" is resolved per device by the planner
         import torch
 
         name = dtype.removeprefix("torch.")
         if name not in _DTYPES:
-            raise ValueError(f"planner dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            raise ValueError(f"planner dtype must be one of {sorted(_DTYPES) + ['auto']}, got {dtype!r}")
         out["dtype"] = getattr(torch, _DTYPES[name])
     if isinstance(out.get("axis"), dict):
         out["axis"] = {int(k): float(v) for k, v in out["axis"].items()}

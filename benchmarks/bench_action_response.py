@@ -6,7 +6,7 @@ position, and (from the same start) the same distance away. Reports, per start s
 * the *encoder's* energy to the goal image of the real next frames (towards vs away): is the latent cost usable?
 * the *predictor's* energy for the same two actions: does the rollout reproduce that difference?
 * the predictor's error on the real next frame against copying the current frame (a predictor that ignores the
-  action cannot beat the copy).
+  action cannot beat the copy), over all tokens and over the ``--top-tokens`` the move changes most.
 
     python benchmarks/bench_action_response.py                        # the bundled model, 16 start states
     python benchmarks/bench_action_response.py --model runs/ac_v2/model --episodes 32
@@ -38,9 +38,12 @@ def main() -> None:
     p.add_argument("--step", type=float, default=0.05, help="move length (m)")
     p.add_argument("--backend", default="mujoco", choices=["mujoco", "pybullet"])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--top-tokens", type=int, default=4, help="tokens of the 'most changed' error columns")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     wm, planning, desc = load_world_model(args.model)
+    if not 1 <= args.top_tokens <= wm.tokens_per_frame:
+        p.error(f"--top-tokens must be in [1, {wm.tokens_per_frame}] (tokens per frame), got {args.top_tokens}")
     env = gymnasium.make(planning.env_id("reach"), **planning.env_kwargs_for("reach", object="cube",
                                                                               backend=args.backend))
     rows = []
@@ -63,9 +66,14 @@ def main() -> None:
                 if name == "towards":
                     row["pred error"] = wm.energy(z_pred, z[:, 1:2]).item()
                     row["copy error"] = wm.energy(z[:, :1], z[:, 1:2]).item()
+                    # the same errors on the tokens the move changes most (where the arm is)
+                    top = (z[0, 1] - z[0, 0]).abs().mean(-1).topk(args.top_tokens).indices
+                    row["pred error top"] = (z_pred[0, 0, top] - z[0, 1, top]).abs().mean().item()
+                    row["copy error top"] = (z[0, 0, top] - z[0, 1, top]).abs().mean().item()
             rows.append(row)
     env.close()
-    cols = ["start", "real towards", "real away", "pred towards", "pred away", "pred error", "copy error"]
+    cols = ["start", "real towards", "real away", "pred towards", "pred away", "pred error", "copy error",
+            "pred error top", "copy error top"]
     print(f"world model: {desc}; {args.episodes} reach start states from seed {args.seed}, {args.step * 100:.0f} cm "
           f"moves, {args.backend}\n")
     print("| seed | " + " | ".join(cols) + " |")
@@ -81,6 +89,8 @@ def main() -> None:
     print(f"| predictor: mean energy gap away - towards | {(a['pred away'] - a['pred towards']).mean():.5f} |")
     print(f"| predictor error on the real next frame / copying the current frame | {a['pred error'].mean():.4f} / "
           f"{a['copy error'].mean():.4f} |")
+    print(f"| the same on the {args.top_tokens} tokens the move changes most | {a['pred error top'].mean():.4f} / "
+          f"{a['copy error top'].mean():.4f} |")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,9 @@ def _released_attention(block, x: Tensor, mask: Tensor, T: int, grid: int, cond:
 def released_predictor_forward(pred: ACPredictor, x: Tensor, actions: Tensor, states: Tensor) -> Tensor:
     """Official signature: ``x [B, T*N, D]``, ``actions, states [B, T, 7]`` -> ``[B, T*N, D]``."""
     c = pred.config
+    if c.predict_residual:
+        raise ValueError("the released predictor has no predict_residual option; use a predictor built with "
+                         "predict_residual=False")
     grid, cond = c.grid_size, c.cond_tokens
     B, TN, _ = x.shape
     T = TN // (grid * grid)

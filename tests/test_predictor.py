@@ -169,3 +169,30 @@ def test_extrinsics_token_and_non_causal_variants():
     z2 = z.clone()
     z2[:, 2] += 1
     assert not torch.allclose(nc(z2, a, s)[:, 0], out[:, 0])  # full attention: the future leaks back
+
+
+def test_predict_residual_starts_as_copy_and_keeps_cache_and_shared_step_exact(official_small):
+    """``predict_residual`` (not official): output = input frame + change; a fresh predictor copies the current
+    frame, and the cached, shared-context and full forwards stay equal. It round-trips through the config."""
+    d = official_small
+    cfg = ACPredictorConfig(**{**official_small["predictor_config"], "predict_residual": True})
+    assert ACPredictorConfig.from_dict(cfg.to_dict()) == cfg
+    torch.manual_seed(0)
+    pred = ACPredictor(cfg).eval()
+    z, a, s = d["encoder_tokens"], d["actions"], d["states"]
+    with torch.no_grad():
+        torch.testing.assert_close(pred(z, a, s), z, atol=0, rtol=0)  # zero-initialised projection: a copy
+        torch.nn.init.normal_(pred.predictor_proj.weight, std=0.02)
+        full = pred(z, a, s)
+        assert (full - z).abs().mean() > 1e-3
+        base = ACPredictor(ACPredictorConfig(**official_small["predictor_config"])).eval()
+        base.load_state_dict(pred.state_dict())
+        torch.testing.assert_close(full, base(z, a, s) + z, atol=1e-6, rtol=0)
+        cache = pred.new_cache(4)
+        steps = [pred(z[:, t:t + 1], a[:, t:t + 1], s[:, t:t + 1], cache=cache) for t in range(4)]
+        torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=0)
+        B = 3
+        shared = pred(z[:1, :1], a[:1, :1].expand(B, -1, -1), s[:1, :1], cache=pred.new_cache(2))
+        torch.testing.assert_close(shared, full[:1, :1].expand(B, -1, -1, -1), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="predict_residual"):
+        ACPredictorConfig(predict_residual=1)

@@ -22,7 +22,7 @@ from vjepa2_ac.training import ac_trainer
 from vjepa2_ac.training.ac_trainer import ac_losses, train
 from vjepa2_ac.training.config import TrainConfig
 from vjepa2_ac.training.latent_cache import LatentCache, encode_dataset
-from vjepa2_ac.training.schedule import WSDSchedule, param_groups
+from vjepa2_ac.training.schedule import WSDSchedule, param_groups, set_lr
 from vjepa2_ac.world_model import WorldModel, normalize_reps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,6 +194,34 @@ def test_param_groups_official_weight_decay_split():
     assert all(p.ndim == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(pred.parameters()))
     assert any("norm" in names[id(p)] for p in no_decay["params"])
+
+
+def test_param_groups_lr_scale_and_set_lr():
+    """``lr_scale`` puts a submodule in its own groups (same weight-decay split) and set_lr multiplies its rate."""
+    pred = ACPredictor(ACPredictorConfig(img_size=32, patch_size=16, embed_dim=24, predictor_embed_dim=32, depth=1,
+                                         num_heads=2, num_frames=16))
+    groups = param_groups(pred, 0.04, {"action_encoder": 50.0})
+    scaled = [g for g in groups if "lr_scale" in g]
+    assert len(groups) == 4 and all(g["lr_scale"] == 50.0 for g in scaled)
+    assert {id(p) for g in scaled for p in g["params"]} == {id(p) for p in pred.action_encoder.parameters()}
+    assert sorted(g["weight_decay"] for g in scaled) == [0.0, 0.04]  # weight decays, bias does not
+    assert sum(len(g["params"]) for g in groups) == len(list(pred.parameters()))
+    opt = torch.optim.AdamW(groups, lr=1.0)
+    set_lr(opt, 1e-3)
+    assert sorted({g["lr"] for g in opt.param_groups}) == [1e-3, pytest.approx(5e-2)]
+    # one Adam step moves the scaled weights 50x as far (Adam steps are ~lr, whatever the gradient's size)
+    before = {n: p.detach().clone() for n, p in pred.named_parameters()}
+    for p in pred.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    move = {n: (p.detach() - before[n]).abs().max().item() for n, p in pred.named_parameters()}
+    assert move["action_encoder.bias"] == pytest.approx(50 * move["state_encoder.bias"], rel=1e-3)
+    with pytest.raises(ValueError, match="match no trainable parameter"):
+        param_groups(pred, 0.04, {"action_encoderr": 2.0})
+    with pytest.raises(ValueError, match="must be a number > 0"):
+        param_groups(pred, 0.04, {"action_encoder": 0.0})
+    with pytest.raises(ValueError, match="lr_scale"):
+        TrainConfig(lr_scale={"action_encoder": -1})
 
 
 def test_config_yaml_round_trip_and_errors(tmp_path):

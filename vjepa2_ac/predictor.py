@@ -44,6 +44,10 @@ class ACPredictorConfig:
     is_frame_causal: bool = True
     use_rope: bool = True
     layer_norm_eps: float = 1e-6
+    # Not in the official model (the released checkpoint: False). True adds each input frame's tokens to the output
+    # (slot t = frame t + a predicted change) and zero-initialises ``predictor_proj``, so an untrained predictor
+    # copies the current frame and training spends its capacity on what the action changes.
+    predict_residual: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.img_size, (tuple, list)):
@@ -62,6 +66,8 @@ class ACPredictorConfig:
                 f"predictor_embed_dim ({self.predictor_embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.head_dim % 2:
             raise ValueError(f"head dim must be even for RoPE, got {self.head_dim}")
+        if not isinstance(self.predict_residual, bool):
+            raise ValueError(f"ACPredictorConfig.predict_residual must be a bool, got {self.predict_residual!r}")
         if not self.use_rope:
             raise ValueError("use_rope=False is not supported: the released AC predictor and its training recipe use "
                              "3D RoPE (the official code has no working absolute-position variant)")
@@ -323,6 +329,8 @@ class ACPredictor(nn.Module):
         for layer_id, block in enumerate(self.predictor_blocks, start=1):
             block.attn.proj.weight.div_(math.sqrt(2.0 * layer_id))
             block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer_id))
+        if self.config.predict_residual:  # start as "the next frame is the current one"
+            nn.init.zeros_(self.predictor_proj.weight)
 
     # -- official checkpoints
     def load_official_state_dict(self, state_dict: dict[str, Tensor]) -> None:
@@ -374,8 +382,8 @@ class ACPredictor(nn.Module):
             shared by B action candidates, as in planning. Its first step then computes the shared tokens once
             (:meth:`_shared_first_step`) instead of B times.
         Returns:
-            ``[B, T, N, D]`` (raw: after ``predictor_norm`` and ``predictor_proj``, before the representation
-            layer-norm); slot t predicts frame t+1.
+            ``[B, T, N, D]`` (raw: after ``predictor_norm`` and ``predictor_proj`` -- plus ``z`` with
+            ``predict_residual`` -- before the representation layer-norm); slot t predicts frame t+1.
         """
         c = self.config
         flat = z.ndim == 3
@@ -420,6 +428,8 @@ class ACPredictor(nn.Module):
 
         x = x.view(B, T, c.tokens_per_step, -1)[:, :, c.cond_tokens:]
         out = self.predictor_proj(self.predictor_norm(x))  # [B, T, N, D]
+        if c.predict_residual:
+            out = out + z.to(out.dtype)
         return out.flatten(1, 2) if flat else out
 
     def _shared_first_step(self, z: Tensor, actions: Tensor, states: Tensor, cache: KVCache) -> Tensor:
@@ -468,7 +478,8 @@ class ACPredictor(nn.Module):
             x = blk(x, cos, sin, None, cache, i, 1)
         cache.advance(1)
         x = x.view(B, 1, L, -1)[:, :, c.cond_tokens:]
-        return self.predictor_proj(self.predictor_norm(x))
+        out = self.predictor_proj(self.predictor_norm(x))
+        return out + z.to(out.dtype) if c.predict_residual else out
 
     def new_cache(self, capacity: int | None = None) -> KVCache:
         """An empty KV cache; ``capacity`` (steps) preallocates buffers (use ``None`` when differentiating)."""

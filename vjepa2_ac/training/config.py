@@ -128,6 +128,10 @@ class TrainConfig(_YamlConfig):
     weight_decay: float = 0.04
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    # learning-rate multipliers by predictor submodule, e.g. {action_encoder: 50}. Official: none. Actions are
+    # end-effector deltas of ~2 cm, so under Adam the action embedding grows ~50x slower than a unit-scale input's;
+    # a short run on a small model never learns what the action does unless its encoder trains faster.
+    lr_scale: dict[str, float] = field(default_factory=dict)
     grad_clip: float | None = None  # official: none
     dtype: str = "float32"  # autocast dtype (bfloat16 on GPU for the official recipe)
     activation_checkpointing: bool = False
@@ -154,6 +158,11 @@ class TrainConfig(_YamlConfig):
         if not isinstance(self.predictor, dict):
             raise ValueError(f"TrainConfig.predictor must be a mapping of ACPredictorConfig fields, got "
                              f"{type(self.predictor).__name__}")
+        if not isinstance(self.lr_scale, dict) or not all(
+                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0
+                for k, v in self.lr_scale.items()):
+            raise ValueError(f"TrainConfig.lr_scale must map predictor submodule names to numbers > 0, "
+                             f"got {self.lr_scale!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"TrainConfig.grad_clip must be > 0 or null, got {self.grad_clip!r}")
 

@@ -41,24 +41,45 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(module: nn.Module, weight_decay: float, lr_scale: dict[str, float] | None = None) -> list[dict]:
     """Official groups: weight decay on non-bias parameters with more than one dim; none on biases and 1-D
-    (LayerNorm) parameters. Frozen parameters are left out."""
-    decay, no_decay = [], []
+    (LayerNorm) parameters. Frozen parameters are left out.
+
+    ``lr_scale`` maps a parameter-name prefix (a submodule, e.g. ``"action_encoder"``) to a learning-rate multiplier:
+    those parameters get groups of their own with ``"lr_scale"`` set (read by :func:`set_lr`). The first matching
+    prefix wins. A prefix that matches no trainable parameter raises (a typo never silently trains at 1x).
+    """
+    lr_scale = dict(lr_scale or {})
+    for prefix, scale in lr_scale.items():
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ValueError(f"lr_scale[{prefix!r}] must be a number > 0, got {scale!r}")
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    used = set()
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if "bias" not in name and p.ndim != 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+        prefix = next((k for k in lr_scale if name == k or name.startswith(k + ".")), None)
+        used.add(prefix)
+        decay = "bias" not in name and p.ndim != 1
+        groups.setdefault((lr_scale.get(prefix, 1.0), decay), []).append(p)
+    unused = sorted(set(lr_scale) - used)
+    if unused:
+        names = sorted({n.split(".")[0] for n, _ in module.named_parameters()})
+        raise ValueError(f"lr_scale prefixes {unused} match no trainable parameter; top-level modules: {names}")
+    out = [{"params": groups.pop((1.0, True), []), "weight_decay": weight_decay},
+           {"params": groups.pop((1.0, False), []), "weight_decay": 0.0}]
+    for (scale, decay), params in groups.items():
+        out.append({"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": float(scale)})
+    return out
 
 
 def build_optimization(module: nn.Module, config, device_type: str
                        ) -> tuple[torch.optim.AdamW, WSDSchedule, torch.amp.GradScaler]:
     """AdamW over :func:`param_groups`, the warm-up/constant/anneal schedule and the fp16 grad scaler, all from a
-    training config (``TrainConfig`` or ``PretrainConfig``: lr, betas, eps, weight_decay, steps, dtype)."""
-    optimizer = torch.optim.AdamW(param_groups(module, config.weight_decay), lr=config.lr,
-                                  betas=tuple(config.betas), eps=config.eps)
+    training config (``TrainConfig`` or ``PretrainConfig``: lr, betas, eps, weight_decay, steps, dtype, and
+    ``TrainConfig.lr_scale``)."""
+    groups = param_groups(module, config.weight_decay, getattr(config, "lr_scale", None))
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
     schedule = WSDSchedule(lr=config.lr, total_steps=config.total_steps, warmup_steps=config.warmup_steps,
                            anneal_steps=config.anneal_steps, start_lr=config.start_lr, final_lr=config.final_lr)
     scaler = torch.amp.GradScaler(device_type, enabled=config.dtype == "float16")

@@ -1,0 +1,111 @@
+"""Which part limits reaching: the encoder's latent cost or the predictor? Greedy reach with three scorers.
+
+Every step, the arm may move to one of 27 candidates: the current position plus ``{-s, 0, +s}`` on each axis
+(``--move s``; the zero move lets it stay). The candidate with the lowest score is executed in the env. Scores:
+
+* ``distance``  -- true distance of the candidate to the goal position (sanity: the candidate set can reach).
+* ``encoder``   -- *perfect-predictor oracle*: the candidate configuration is rendered (kinematically, the physics
+  state untouched) and encoded; score = its latent L1 energy to the goal image. The best a horizon-1 planner can do
+  with this encoder.
+* ``predictor`` -- the world model's rollout of the 27 actions from the current frame (what the planners use).
+
+"reached" counts episodes that came within 5 cm of the goal at some step (what ``vjepa2-ac eval`` scores: it stops
+an episode at success); "at the end" those still within 5 cm after the last step. Same seeds, candidates and steps
+for every scorer: ``encoder`` vs ``distance`` measures the encoder's cost, ``predictor`` vs ``encoder`` the
+predictor's.
+
+    python benchmarks/bench_reach_oracle.py                           # bundled model, 10 episodes each
+    python benchmarks/bench_reach_oracle.py --model runs/ac/model --scorers predictor --episodes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gymnasium  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import envs  # noqa: E402,F401  (registers the ids)
+from vjepa2_ac.evaluation import load_world_model  # noqa: E402
+
+SCORERS = ("distance", "encoder", "predictor")
+SUCCESS_DISTANCE = 0.05  # the reach env's success_threshold; `eval` stops an episode once it is reached
+
+
+def candidate_moves(move: float) -> np.ndarray:
+    """``[27, 7]`` actions: xyz in ``{-move, 0, move}^3``, rotation and gripper deltas 0."""
+    xyz = np.array(list(itertools.product((-move, 0.0, move), repeat=3)), np.float32)
+    return np.concatenate([xyz, np.zeros((len(xyz), 4), np.float32)], axis=1)
+
+
+def score(scorer: str, wm, env, obs, z_goal: torch.Tensor, moves: np.ndarray) -> np.ndarray:
+    """Scores ``[27]`` of the candidate moves from the env's current state (lower is better)."""
+    base = env.unwrapped
+    pos, mat = base.get_ee_pose()
+    if scorer == "distance":
+        return np.linalg.norm(pos + moves[:, :3] - base.goal["position"], axis=1)
+    if scorer == "encoder":
+        closed = base.sim.gripper_closedness()
+        frames = np.stack([base.render_configuration(pos + m[:3], mat, closed) for m in moves])
+        z = wm.encode(frames[:, None])  # [27, 1, N, D]
+        return wm.energy(z, z_goal).numpy()
+    z0 = wm.encode(obs["pixels"][None])  # [1, 1, N, D]
+    s0 = torch.as_tensor(obs["agent_pos"]).float()[None, None].expand(len(moves), 1, 7)
+    z_pred, _ = wm.rollout(z0.expand(len(moves), -1, -1, -1), s0, torch.as_tensor(moves)[:, None])
+    return wm.energy(z_pred, z_goal).numpy()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="vjepa2-ac-sim-small", help="bundled name or model directory")
+    p.add_argument("--scorers", nargs="+", default=list(SCORERS), choices=SCORERS)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1000, help="episode i uses env seed seed + i")
+    p.add_argument("--steps", type=int, default=20, help="actions per episode")
+    p.add_argument("--move", type=float, default=0.04, help="per-axis move of the candidates (m)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    if args.episodes < 1 or args.steps < 1 or not args.move > 0:
+        p.error("--episodes and --steps must be >= 1 and --move > 0")
+    torch.set_num_threads(args.threads)
+    wm, planning, desc = load_world_model(args.model)
+    env = gymnasium.make(planning.env_id("reach"), **planning.env_kwargs_for("reach", object="cube"))
+    moves = candidate_moves(args.move)
+    print(f"world model: {desc}; greedy reach over 27 moves of {args.move * 100:.0f} cm per axis, {args.steps} "
+          f"steps, {args.episodes} episodes from seed {args.seed}\n")
+    print("| scorer | reached (< 5 cm at some step) | within 5 cm at the end | mean start / final / best distance (cm) "
+          "| s per step |")
+    print("|---|---|---|---|---|")
+    with torch.no_grad():
+        for scorer in args.scorers:
+            start, final, best, t0 = [], [], [], time.perf_counter()
+            for seed in range(args.seed, args.seed + args.episodes):
+                obs, info = env.reset(seed=seed)
+                z_goal = wm.encode(info["goal_pixels"][None])
+                base = env.unwrapped
+                start.append(float(np.linalg.norm(base.get_ee_pose()[0] - base.goal["position"])))
+                dists = []
+                for _ in range(args.steps):
+                    s = score(scorer, wm, env, obs, z_goal, moves)
+                    obs, _, _, _, info = env.step(moves[int(np.argmin(s))])
+                    dists.append(float(np.linalg.norm(base.get_ee_pose()[0] - base.goal["position"])))
+                final.append(dists[-1])
+                best.append(min(dists))
+            per_step = (time.perf_counter() - t0) / (args.episodes * args.steps)
+            reached, at_end = (int((np.array(d) < SUCCESS_DISTANCE).sum()) for d in (best, final))
+            print(f"| {scorer} | {reached}/{args.episodes} | {at_end}/{args.episodes} | {100 * np.mean(start):.1f} / "
+                  f"{100 * np.mean(final):.1f} / {100 * np.mean(best):.1f} | {per_step:.2f} |", flush=True)
+    env.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Benchmark scripts that diagnose the bundled model run end to end on tiny settings."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reach_oracle_candidates_cover_the_cube_of_moves():
+    moves = load("bench_reach_oracle").candidate_moves(0.04)
+    assert moves.shape == (27, 7) and moves.dtype == np.float32
+    assert len({tuple(m) for m in moves[:, :3].tolist()}) == 27 and (moves[:, 3:] == 0).all()
+    np.testing.assert_allclose(np.unique(moves[:, :3]), [-0.04, 0.0, 0.04])
+
+
+def test_reach_oracle_runs_every_scorer(monkeypatch, capsys):
+    bench = load("bench_reach_oracle")
+    monkeypatch.setattr(sys, "argv", ["bench_reach_oracle.py", "--episodes", "1", "--steps", "2"])
+    bench.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "/1 |" in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["distance", "encoder", "predictor"]
+    start, final, best = (float(x) for x in rows[0].split("|")[4].split("/"))
+    assert best <= final < start  # two greedy steps on the true distance move towards the goal

@@ -38,7 +38,6 @@ import envs  # noqa: E402,F401  (registers the ids)
 from vjepa2_ac.evaluation import load_world_model  # noqa: E402
 
 SCORERS = ("distance", "encoder", "predictor")
-SUCCESS_DISTANCE = 0.05  # the reach env's success_threshold; `eval` stops an episode once it is reached
 
 
 def candidate_moves(move: float) -> np.ndarray:
@@ -80,10 +79,12 @@ def main() -> None:
     wm, planning, desc = load_world_model(args.model)
     env = gymnasium.make(planning.env_id("reach"), **planning.env_kwargs_for("reach", object="cube"))
     moves = candidate_moves(args.move)
+    success_distance = env.unwrapped.cfg.success_threshold  # `eval` stops an episode once it is reached
     print(f"world model: {desc}; greedy reach over 27 moves of {args.move * 100:.0f} cm per axis, {args.steps} "
           f"steps, {args.episodes} episodes from seed {args.seed}\n")
-    print("| scorer | reached (< 5 cm at some step) | within 5 cm at the end | mean start / final / best distance (cm) "
-          "| s per step |")
+    cm = f"{100 * success_distance:g} cm"
+    print(f"| scorer | reached (< {cm} at some step) | within {cm} at the end | mean start / final / best distance "
+          "(cm) | s per step |")
     print("|---|---|---|---|---|")
     with torch.no_grad():
         for scorer in args.scorers:
@@ -101,7 +102,7 @@ def main() -> None:
                 final.append(dists[-1])
                 best.append(min(dists))
             per_step = (time.perf_counter() - t0) / (args.episodes * args.steps)
-            reached, at_end = (int((np.array(d) < SUCCESS_DISTANCE).sum()) for d in (best, final))
+            reached, at_end = (int((np.array(d) < success_distance).sum()) for d in (best, final))
             print(f"| {scorer} | {reached}/{args.episodes} | {at_end}/{args.episodes} | {100 * np.mean(start):.1f} / "
                   f"{100 * np.mean(final):.1f} / {100 * np.mean(best):.1f} | {per_step:.2f} |", flush=True)
     env.close()

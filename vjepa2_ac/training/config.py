@@ -62,6 +62,16 @@ class _YamlConfig:
         return [k for k in a if a[k] != b.get(k)]
 
 
+def check_lr_scale(lr_scale: Any, name: str = "lr_scale") -> None:
+    """``lr_scale`` must map parameter-name prefixes (str) to learning-rate multipliers (numbers > 0)."""
+    if not isinstance(lr_scale, dict):
+        raise ValueError(f"{name} must map predictor submodule names to numbers > 0, got {lr_scale!r}")
+    for prefix, scale in lr_scale.items():
+        if not isinstance(prefix, str) or isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not scale > 0:
+            raise ValueError(f"{name}[{prefix!r}] must be a number > 0 keyed by a submodule name, got {scale!r}")
+
+
 def _check_common(cfg: Any) -> None:
     """Checks shared by both configs (optimisation and bookkeeping fields)."""
     name = type(cfg).__name__
@@ -158,11 +168,7 @@ class TrainConfig(_YamlConfig):
         if not isinstance(self.predictor, dict):
             raise ValueError(f"TrainConfig.predictor must be a mapping of ACPredictorConfig fields, got "
                              f"{type(self.predictor).__name__}")
-        if not isinstance(self.lr_scale, dict) or not all(
-                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0
-                for k, v in self.lr_scale.items()):
-            raise ValueError(f"TrainConfig.lr_scale must map predictor submodule names to numbers > 0, "
-                             f"got {self.lr_scale!r}")
+        check_lr_scale(self.lr_scale, "TrainConfig.lr_scale")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"TrainConfig.grad_clip must be > 0 or null, got {self.grad_clip!r}")
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vjepa2_ac.training.config import check_lr_scale
+
 
 @dataclass(frozen=True)
 class WSDSchedule:
@@ -50,9 +52,7 @@ def param_groups(module: nn.Module, weight_decay: float, lr_scale: dict[str, flo
     prefix wins. A prefix that matches no trainable parameter raises (a typo never silently trains at 1x).
     """
     lr_scale = dict(lr_scale or {})
-    for prefix, scale in lr_scale.items():
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-            raise ValueError(f"lr_scale[{prefix!r}] must be a number > 0, got {scale!r}")
+    check_lr_scale(lr_scale)
     groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     used = set()
     for name, p in module.named_parameters():

@@ -14,8 +14,14 @@ an episode at success); "at the end" those still within 5 cm after the last step
 for every scorer: ``encoder`` vs ``distance`` measures the encoder's cost, ``predictor`` vs ``encoder`` the
 predictor's.
 
+``--ranking`` instead scores the 27 candidates once, at each episode's start state, with all three scorers and
+reports how the predictor's energies compare with the real (rendered) ones: rank correlation, bias (predicted minus
+real energy, for the moves and for staying put: a negative bias on the moves makes any move look better than
+staying) and regret (how much farther from the goal the lowest-energy candidate is than the best one).
+
     python benchmarks/bench_reach_oracle.py                           # bundled model, 10 episodes each
     python benchmarks/bench_reach_oracle.py --model runs/ac/model --scorers predictor --episodes 20
+    python benchmarks/bench_reach_oracle.py --ranking --episodes 24 --seed 2000
 """
 
 from __future__ import annotations
@@ -63,6 +69,31 @@ def score(scorer: str, wm, env, obs, z_goal: torch.Tensor, moves: np.ndarray) ->
     return wm.energy(z_pred, z_goal).numpy()
 
 
+def ranking_row(wm, env, obs, z_goal: torch.Tensor, moves: np.ndarray) -> dict[str, float]:
+    """Predicted vs real (rendered) energies of the candidates from the current state: one row of ``--ranking``."""
+    from scipy.stats import spearmanr
+
+    dist, real, pred = (score(s, wm, env, obs, z_goal, moves) for s in SCORERS)
+    still = ~moves[:, :3].any(axis=1)
+    return {"rho pred-real": spearmanr(pred, real)[0], "rho real-distance": spearmanr(real, dist)[0],
+            "rho pred-distance": spearmanr(pred, dist)[0],
+            "bias moves": float((pred - real)[~still].mean()), "bias stay": float((pred - real)[still].mean()),
+            "regret real (cm)": 100 * (dist[np.argmin(real)] - dist.min()),
+            "regret pred (cm)": 100 * (dist[np.argmin(pred)] - dist.min())}
+
+
+def print_ranking(wm, env, moves: np.ndarray, seeds: range) -> None:
+    """``--ranking``: mean (and sd) of :func:`ranking_row` over the start states of ``seeds``."""
+    rows = []
+    for seed in seeds:
+        obs, info = env.reset(seed=seed)
+        rows.append(ranking_row(wm, env, obs, wm.encode(info["goal_pixels"][None]), moves))
+    print("| quantity | mean | sd |\n|---|---|---|")
+    for key in rows[0]:
+        v = np.array([r[key] for r in rows])
+        print(f"| {key} | {v.mean():+.4f} | {v.std():.4f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="vjepa2-ac-sim-small", help="bundled name or model directory")
@@ -72,6 +103,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="actions per episode")
     p.add_argument("--move", type=float, default=0.04, help="per-axis move of the candidates (m)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ranking", action="store_true", help="compare predicted and real energies at the start states")
     args = p.parse_args()
     if args.episodes < 1 or args.steps < 1 or not args.move > 0:
         p.error("--episodes and --steps must be >= 1 and --move > 0")
@@ -79,6 +111,13 @@ def main() -> None:
     wm, planning, desc = load_world_model(args.model)
     env = gymnasium.make(planning.env_id("reach"), **planning.env_kwargs_for("reach", object="cube"))
     moves = candidate_moves(args.move)
+    if args.ranking:
+        print(f"world model: {desc}; predicted vs real energies of 27 moves of {args.move * 100:.0f} cm per axis at "
+              f"the start states of {args.episodes} reach episodes from seed {args.seed}\n")
+        with torch.no_grad():
+            print_ranking(wm, env, moves, range(args.seed, args.seed + args.episodes))
+        env.close()
+        return
     success_distance = env.unwrapped.cfg.success_threshold  # `eval` stops an episode once it is reached
     print(f"world model: {desc}; greedy reach over 27 moves of {args.move * 100:.0f} cm per axis, {args.steps} "
           f"steps, {args.episodes} episodes from seed {args.seed}\n")

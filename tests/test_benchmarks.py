@@ -31,3 +31,16 @@ def test_reach_oracle_runs_every_scorer(monkeypatch, capsys):
     assert [r.split("|")[1].strip() for r in rows] == ["distance", "encoder", "predictor"]
     start, final, best = (float(x) for x in rows[0].split("|")[4].split("/"))
     assert best <= final < start  # two greedy steps on the true distance move towards the goal
+
+
+def test_reach_oracle_ranking_compares_predicted_and_real_energies(monkeypatch, capsys):
+    bench = load("bench_reach_oracle")
+    monkeypatch.setattr(sys, "argv", ["bench_reach_oracle.py", "--ranking", "--episodes", "2"])
+    bench.main()
+    rows = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in capsys.readouterr().out.splitlines()
+            if r.startswith("| ") and r.split("|")[2].strip()[:1] in "+-"}
+    assert set(rows) == {"rho pred-real", "rho real-distance", "rho pred-distance", "bias moves", "bias stay",
+                         "regret real (cm)", "regret pred (cm)"}
+    assert all(-1 <= rows[k] <= 1 for k in rows if k.startswith("rho"))
+    assert rows["regret real (cm)"] >= 0 and rows["regret pred (cm)"] >= 0
+    assert abs(rows["bias stay"]) < abs(rows["bias moves"])  # residual predictor: staying put is predicted exactly

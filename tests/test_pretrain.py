@@ -215,7 +215,8 @@ def test_pretrain_resume_is_bit_exact(dataset, tmp_path, monkeypatch):
 
 
 def test_pretrain_config_errors(dataset, tmp_path):
-    PretrainConfig.from_yaml(REPO / "configs" / "encoder_small_cpu.yaml")
+    for name in ("encoder_small_cpu.yaml", "bundled/encoder_sim_small.yaml"):
+        PretrainConfig.from_yaml(REPO / "configs" / name)
     with pytest.raises(ValueError, match="multiple of tubelet_size"):
         pretrain(small_config(frames_per_clip=3), [dataset], tmp_path / "a", progress=False)
     with pytest.raises(ValueError, match="mask tokens"):

@@ -235,8 +235,11 @@ def test_config_yaml_round_trip_and_errors(tmp_path):
         TrainConfig(total_steps=10, warmup_steps=8, anneal_steps=5)
     with pytest.raises(ValueError, match="auto_steps"):
         TrainConfig(frames_per_clip=2, auto_steps=2)
-    for name in ("ac_small_cpu.yaml", "ac_vitg_droid.yaml"):
+    for name in ("ac_small_cpu.yaml", "ac_vitg_droid.yaml", "bundled/ac_sim_small.yaml",
+                 "bundled/ac_sim_small_stage2.yaml"):
         TrainConfig.from_yaml(REPO / "configs" / name)
+    stage2 = TrainConfig.from_yaml(REPO / "configs" / "bundled" / "ac_sim_small_stage2.yaml")
+    assert stage2.init == "runs/ac_v3/model" and stage2.loss_exp == 2.0  # continues stage 1's predictor
 
 
 def test_official_recipe_config():

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import envs  # noqa: E402,F401  (registers the ids)
-from vjepa2_ac.evaluation import load_world_model  # noqa: E402
+from vjepa2_ac.evaluation import load_world_model, task_distance  # noqa: E402
 
 SCORERS = ("distance", "encoder", "predictor")
 
@@ -131,13 +131,12 @@ def main() -> None:
             for seed in range(args.seed, args.seed + args.episodes):
                 obs, info = env.reset(seed=seed)
                 z_goal = wm.encode(info["goal_pixels"][None])
-                base = env.unwrapped
-                start.append(float(np.linalg.norm(base.get_ee_pose()[0] - base.goal["position"])))
+                start.append(task_distance(env, "reach"))
                 dists = []
                 for _ in range(args.steps):
                     s = score(scorer, wm, env, obs, z_goal, moves)
                     obs, _, _, _, info = env.step(moves[int(np.argmin(s))])
-                    dists.append(float(np.linalg.norm(base.get_ee_pose()[0] - base.goal["position"])))
+                    dists.append(task_distance(env, "reach"))
                 final.append(dists[-1])
                 best.append(min(dists))
             per_step = (time.perf_counter() - t0) / (args.episodes * args.steps)

@@ -44,3 +44,16 @@ def test_reach_oracle_ranking_compares_predicted_and_real_energies(monkeypatch, 
     assert all(-1 <= rows[k] <= 1 for k in rows if k.startswith("rho"))
     assert rows["regret real (cm)"] >= 0 and rows["regret pred (cm)"] >= 0
     assert abs(rows["bias stay"]) < abs(rows["bias moves"])  # residual predictor: staying put is predicted exactly
+
+
+def test_encoder_probe_reports_arm_object_and_grasp_figures(monkeypatch, capsys):
+    bench = load("bench_encoder_probe")
+    monkeypatch.setattr(sys, "argv", ["bench_encoder_probe.py", "--episodes", "1", "--samples", "12"])
+    bench.main()
+    rows = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in capsys.readouterr().out.splitlines()
+            if r.startswith("| ") and r.split("|")[2].strip() not in ("mean", "---")}
+    assert set(rows) == {"arm rho", "object rho", "object 15 cm / arm 2 cm", "grasp: object left behind / arm 2 cm",
+                         "grasp: closed at object / arm 2 cm"}
+    assert rows["arm rho"] > 0.3  # the bundled encoder's energy grows with the gripper's distance to the goal
+    assert rows["grasp: closed at object / arm 2 cm"] > 1  # 12 cm below the goal pose costs more than 2 cm off it
+    assert rows["object 15 cm / arm 2 cm"] > 0 and rows["grasp: object left behind / arm 2 cm"] > 0

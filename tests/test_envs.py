@@ -274,3 +274,25 @@ def test_dual_camera_stacks_side_and_top_views(backend):
     with pytest.raises(ValueError, match="height"):
         base.render(camera="dual", image_size=(1, 8))
     env.close()
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+def test_dual_close_squeezes_square_views_into_bands(backend):
+    """'dual_close': each part rendered at k = round(width / band) times the band's height, averaged over k rows."""
+    env = gym.make("vjepa2ac/FrankaPickPlace-v0", backend=backend, camera="dual_close", image_size=(32, 64))
+    obs, _ = env.reset(seed=0)
+    base = env.unwrapped
+    assert obs["pixels"].shape == (32, 64, 3) and obs["pixels"].dtype == np.uint8
+    for rows, name in ((slice(0, 16), "side_close"), (slice(16, 32), "top_close")):
+        square = base.render(camera=name, image_size=(64, 64)).astype(int)
+        expected = (square.reshape(16, 4, 64, 3).sum(1) + 2) // 4
+        np.testing.assert_array_equal(obs["pixels"][rows], expected)
+    # the zoomed views show the object bigger than "dual" does: count the object's red pixels in both at 128 px
+    def red(img):
+        img = img.astype(int)
+        return int(((img[..., 0] > 150) & (img[..., 1] < 90) & (img[..., 2] < 90)).sum())
+
+    ee, mat = base.get_ee_pose()
+    close, far = (base.render_configuration(ee, mat, camera=c, image_size=(128, 128)) for c in ("dual_close", "dual"))
+    assert red(close) > 2.5 * red(far) > 0, (red(close), red(far))
+    env.close()

@@ -268,6 +268,21 @@ def test_eval_writes_json_and_markdown_with_baselines(tiny_model_dir, tmp_path, 
     assert "| task | object | backend | policy | success |" in printed and "| reach | cube | mujoco | random |" in printed
 
 
+def test_eval_baselines_only_runs_the_same_seeds_without_the_model(tiny_model_dir, tmp_path):
+    path = tmp_path / "eval.json"
+    assert run_command("eval", ["--model", str(tiny_model_dir), "--task", "reach", "--episodes", "2", "--seed", "7",
+                                "--baselines", "random", "--baselines-only", "--json", str(path),
+                                "--no-progress"]) == 0
+    cells = json.loads(path.read_text())["cells"]
+    assert [(c["policy"], c["seeds"]) for c in cells] == [("random", [7, 8])]
+    with pytest.raises(SystemExit, match="--baselines-only needs --baselines"):
+        run_command("eval", ["--model", str(tiny_model_dir), "--baselines-only"])
+    from vjepa2_ac.evaluation import evaluate
+
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        evaluate(None, None, tasks=["reach"], include_model=False)
+
+
 def test_landscape_on_the_franka_example_and_on_a_sim_frame(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "land.png"
     assert run_command("landscape", ["--model", str(tiny_model_dir), "--example", "franka", "--grid", "3",

@@ -336,8 +336,11 @@ def evaluate(world_model: WorldModel, planning: PlanningConfig, *, tasks: Sequen
              objects: Sequence[str] = ("cube",), backends: Sequence[str] = ("mujoco",), episodes: int = 10,
              seed: int = 0, baselines: Sequence[str] = (), planner: str | None = None,
              max_steps: int | None = None, progress: bool = True,
-             planner_overrides: dict[str, Any] | None = None) -> list[CellResult]:
-    """tasks x objects x backends x (model + baselines) x ``episodes``; episode ``i`` uses seed ``seed + i``."""
+             planner_overrides: dict[str, Any] | None = None, include_model: bool = True) -> list[CellResult]:
+    """tasks x objects x backends x (model + baselines) x ``episodes``; episode ``i`` uses seed ``seed + i``.
+
+    ``include_model=False`` runs the baselines only (``world_model`` still supplies the untrained baseline's encoder).
+    """
     from tqdm.auto import tqdm
 
     if episodes < 1:
@@ -346,7 +349,9 @@ def evaluate(world_model: WorldModel, planning: PlanningConfig, *, tasks: Sequen
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; expected some of {list(BASELINES)}")
-    models: dict[str, Any] = {"model": world_model}
+    if not include_model and not baselines:
+        raise ValueError("nothing to evaluate: include_model is False and no baselines were given")
+    models: dict[str, Any] = {"model": world_model} if include_model else {}
     if "random" in baselines:
         models["random"] = None
     if "untrained" in baselines:

@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--baselines", nargs="*", default=[], choices=["random", "untrained"], metavar="BASELINE",
                         help="also run: random (random actions), untrained (same encoder, fresh predictor)")
+    parser.add_argument("--baselines-only", action="store_true",
+                        help="run only the --baselines (same seeds), not the model's planner")
     parser.add_argument("--max-steps", type=int, default=None, help="actions per episode (default: planning.json)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     parser.add_argument("--no-episodes-in-json", action="store_true", help="leave per-episode records out of the JSON")
@@ -44,11 +46,14 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
     if args.max_steps is not None and args.max_steps < 1:
         raise SystemExit(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.baselines_only and not args.baselines:
+        raise SystemExit("--baselines-only needs --baselines (random, untrained)")
     wm, planning, description = load_model_or_exit(args)
     start = time.perf_counter()
     cells = evaluate(wm, planning, tasks=args.task, objects=args.object, backends=args.backend,
                      episodes=args.episodes, seed=args.seed, baselines=list(dict.fromkeys(args.baselines)),
-                     planner=args.planner, max_steps=args.max_steps, progress=not args.no_progress)
+                     planner=args.planner, max_steps=args.max_steps, progress=not args.no_progress,
+                     include_model=not args.baselines_only)
     wall = time.perf_counter() - start
     table = results_table(cells)
     print(f"world model: {description}; planner {args.planner or planning.planner}; seeds {args.seed}.."

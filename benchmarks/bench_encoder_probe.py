@@ -34,14 +34,16 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 import envs  # noqa: E402,F401  (registers the ids)
-from envs.franka_env import LIFT_HEIGHT  # noqa: E402
+from envs.franka_env import LIFT_HEIGHT, REACH_GOAL_BOX  # noqa: E402
 from vjepa2_ac.evaluation import load_world_model  # noqa: E402
 
+AXES = np.concatenate([np.eye(3), -np.eye(3)])  # the six unit moves of a "2 cm arm error"
 
-def energies(wm, frames: list[np.ndarray], goal: np.ndarray) -> np.ndarray:
-    """``[len(frames)]`` L1 energies of rendered frames to a goal frame."""
+
+def energies(wm, frames: list[np.ndarray], z_goal: torch.Tensor) -> np.ndarray:
+    """``[len(frames)]`` L1 energies of rendered frames to an encoded goal ``[1, 1, N, D]``."""
     z = wm.encode(np.stack(frames)[:, None])  # [K, 1, N, D]
-    return wm.energy(z, wm.encode(goal[None])).numpy()
+    return wm.energy(z, z_goal).numpy()
 
 
 def arm_probe(wm, env, seed: int, samples: int, rng: np.random.Generator) -> dict[str, float]:
@@ -49,8 +51,8 @@ def arm_probe(wm, env, seed: int, samples: int, rng: np.random.Generator) -> dic
     _, info = env.reset(seed=seed)
     base = env.unwrapped
     _, mat = base.get_ee_pose()
-    pos = rng.uniform([0.35, -0.22, 0.10], [0.65, 0.22, 0.38], (samples, 3))
-    e = energies(wm, [base.render_configuration(p, mat) for p in pos], info["goal_pixels"])
+    pos = rng.uniform(*REACH_GOAL_BOX, (samples, 3))
+    e = energies(wm, [base.render_configuration(p, mat) for p in pos], wm.encode(info["goal_pixels"][None]))
     return {"arm rho": spearmanr(e, np.linalg.norm(pos - base.goal["position"], axis=1))[0]}
 
 
@@ -60,13 +62,13 @@ def object_probe(wm, env, seed: int, samples: int, rng: np.random.Generator) -> 
     base = env.unwrapped
     ee, mat = base.get_ee_pose()
     obj, quat = base.sim.object_pose()
-    goal = base.render_configuration(ee, mat, 0.0, obj, quat)
+    goal = wm.encode(base.render_configuration(ee, mat, 0.0, obj, quat)[None])
     angle = rng.uniform(0, 2 * np.pi, samples)
     radius = rng.uniform(0.0, 0.15, samples)
     moved = obj + np.stack([radius * np.cos(angle), radius * np.sin(angle), 0 * radius], axis=1)
     e = energies(wm, [base.render_configuration(ee, mat, 0.0, p, quat) for p in moved], goal)
     ring = [obj + 0.15 * np.array([np.cos(a), np.sin(a), 0.0]) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
-    arm = [ee + 0.02 * d for d in np.concatenate([np.eye(3), -np.eye(3)])]
+    arm = [ee + 0.02 * d for d in AXES]
     e_obj = energies(wm, [base.render_configuration(ee, mat, 0.0, p, quat) for p in ring], goal).mean()
     e_arm = energies(wm, [base.render_configuration(p, mat, 0.0, obj, quat) for p in arm], goal).mean()
     return {"object rho": spearmanr(e, radius)[0], "object 15 cm / arm 2 cm": float(e_obj / e_arm)}
@@ -82,8 +84,8 @@ def grasp_probe(wm, env, seed: int) -> dict[str, float]:
     frames = [base.render_configuration(goal_pos, goal_mat, hold, obj, quat),
               base.render_configuration(goal_pos - [0.0, 0.0, LIFT_HEIGHT], goal_mat, hold, obj, quat)]
     frames += [base.render_configuration(goal_pos + 0.02 * d, goal_mat, hold, held_pos + 0.02 * d, held_quat)
-               for d in np.concatenate([np.eye(3), -np.eye(3)])]
-    e = energies(wm, frames, info["goal_pixels"])
+               for d in AXES]
+    e = energies(wm, frames, wm.encode(info["goal_pixels"][None]))
     return {"grasp: object left behind / arm 2 cm": float(e[0] / e[2:].mean()),
             "grasp: closed at object / arm 2 cm": float(e[1] / e[2:].mean())}
 

@@ -24,6 +24,7 @@ from envs.scene_layout import CAMERAS, COMPOSITE_CAMERAS
 TASKS = ("reach", "grasp", "reach_with_object", "pick_place")
 BACKENDS = ("mujoco", "pybullet")
 LIFT_HEIGHT = 0.12  # grasp goal / "lifted over target" sub-goal: object raised this much above its rest height
+REACH_GOAL_BOX = ((0.35, -0.22, 0.10), (0.65, 0.22, 0.38))  # reach goals are drawn uniformly in this (low, high) box
 
 
 @dataclass
@@ -243,7 +244,7 @@ class FrankaEnv(gym.Env):
         g = {"task": cfg.task, "hold_closedness": hold_g}
         if cfg.task == "reach":
             sim.reset(obj_pos if sim.has_object else None, obj_quat)
-            goal = self._sample_point(rng, [0.35, -0.22, 0.10], [0.65, 0.22, 0.38], [0.58, 0.14, 0.16],
+            goal = self._sample_point(rng, *REACH_GOAL_BOX, [0.58, 0.14, 0.16],
                                       away_from=self._home_pos, min_dist=0.10)
             goal = np.asarray(options.get("goal", goal), float)
             g["position"] = goal

@@ -48,14 +48,14 @@ def render_composite(render_view, camera: str, height: int, width: int) -> np.nd
     if height < n:
         raise ValueError(f"height must be >= {n} for camera {camera!r}, got {height}")
     rows = [height // n + (i < height % n) for i in range(n)]
-    if camera not in SQUEEZED_COMPOSITES:
-        return np.concatenate([render_view(name, h, width) for name, h in zip(parts, rows)], axis=0)
     bands = []
     for name, h in zip(parts, rows):
-        k = max(1, round(width / h))
-        img = render_view(name, h * k, width).reshape(h, k, width, -1)
-        bands.append((img.astype(np.uint16).sum(axis=1) + k // 2) // k)
-    return np.concatenate(bands, axis=0).astype(np.uint8)
+        k = max(1, round(width / h)) if camera in SQUEEZED_COMPOSITES else 1
+        img = render_view(name, h * k, width)
+        if k > 1:  # average each k rows (rounded): the square view squeezed into its band
+            img = ((img.reshape(h, k, width, -1).astype(np.uint16).sum(axis=1) + k // 2) // k).astype(np.uint8)
+        bands.append(img)
+    return np.concatenate(bands, axis=0)
 
 
 TABLE_RGBA = (0.62, 0.48, 0.33, 1.0)

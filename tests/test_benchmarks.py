@@ -57,3 +57,48 @@ def test_encoder_probe_reports_arm_object_and_grasp_figures(monkeypatch, capsys)
     assert rows["arm rho"] > 0.3  # the bundled encoder's energy grows with the gripper's distance to the goal
     assert rows["grasp: closed at object / arm 2 cm"] > 1  # 12 cm below the goal pose costs more than 2 cm off it
     assert rows["object 15 cm / arm 2 cm"] > 0 and rows["grasp: object left behind / arm 2 cm"] > 0
+
+
+def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
+    import json
+
+    import envs
+    from vjepa2_ac.evaluation import BUNDLED_MODEL, make_env
+    from vjepa2_ac.planning_config import PlanningConfig
+
+    planning = PlanningConfig.load(None)  # the bundled model's camera and image size
+    env = make_env(planning, "pick-place", max_steps=80)
+    obs, _ = env.reset(seed=0)
+    expert, actions, grasped, info = envs.scripted_expert(env), [], [], {}
+    for _ in range(80):  # the scripted expert picks and places the cube
+        actions.append(expert(obs).tolist())
+        obs, _, terminated, _, info = env.step(np.asarray(actions[-1], np.float32))
+        grasped.append(env.unwrapped.sim.object_grasped())
+        if terminated:
+            break
+    env.close()
+    assert info["is_success"] and any(grasped)
+    switch = grasped.index(True) + 3  # switch to the lift sub-goal while the expert holds the cube
+    rng = np.random.default_rng(0)
+    dropped = [[0, 0, 0, 0, 0, 0, -1.0]] * 4  # opens the gripper on the table: nothing grasped
+    episodes = [
+        {"seed": 0, "success": True, "actions": actions,
+         "goal_indices": [0] * switch + [1] * (len(actions) - switch)},
+        {"seed": 1, "success": True, "actions": dropped + rng.uniform(-0.02, 0.02, (4, 7)).tolist(),  # wrong record
+         "goal_indices": [0] * 4 + [1] * 4},
+    ]
+    cell = {"task": "pick-place", "object": "cube", "backend": "mujoco", "policy": "model", "episode_results": episodes}
+    path = tmp_path / "pp.json"
+    path.write_text(json.dumps({"planning": planning.to_dict(), "cells": [cell]}))
+    load("bench_pick_place_stages").main([str(path), "--model", str(BUNDLED_MODEL)])
+    out = capsys.readouterr()
+    header, _, row, _, _, *release = [line for line in out.out.splitlines() if line.startswith("|")]
+    counts = dict(zip(header.strip("|").split("|")[4:], map(int, row.strip("|").split("|")[4:])))
+    counts = {k.strip(): v for k, v in counts.items()}
+    assert counts == {"episodes": 2, "grasped": 1, "held at switch": 1, "kept 3 steps": 1, "opens at switch": 0,
+                      "lifted 5 cm": 1, "success": 1}
+    assert "seeds [1]" in out.err  # the replay disagrees with the (wrong) recorded success of seed 1
+    assert [r.split("|")[1].strip() for r in release] == ["predictor", "real next frame"]  # one held-at-switch state
+    for r in release:
+        held, opened, prefers = (c.strip() for c in r.split("|")[2:5])
+        assert float(held) > 0 and float(opened) > 0 and prefers in ("0/1", "1/1")

@@ -1,0 +1,148 @@
+"""Where does pick-and-place fail? Replays the episodes an ``eval --json`` file recorded, stage by stage.
+
+Each pick-and-place episode of the file is re-run from its seed with its recorded actions (the simulators are
+deterministic, so the replay reproduces the episode; a replayed success that differs from the recorded one is
+reported). No model is needed. Per cell (task x object x backend x policy) the table counts episodes where:
+
+* **grasped**: both fingers touch the object at some step while planning towards the first sub-goal (grasp);
+* **held at switch**: the object is grasped at the last step before the switch to the second sub-goal (lift);
+* **kept 3 steps**: ... and still grasped for the first 3 steps towards the second sub-goal;
+* **opens at switch**: ... and the first action towards the second sub-goal opens the gripper (negative command);
+* **lifted 5 cm**: the object rose >= 5 cm above its rest height at some step;
+* **success**: the replayed episode succeeded.
+
+With ``--model DIR`` (the model that planned the episodes), at every "held at switch" state it also scores two
+actions against the lift sub-goal, "lift 5 cm, gripper held" and "lift 5 cm and open", by the predictor and by the
+real next frame (one physics step, rendered and encoded), and counts how often each prefers letting go.
+
+    python benchmarks/bench_pick_place_stages.py runs/eval/pp.json [more.json ...] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from vjepa2_ac.evaluation import make_env  # noqa: E402
+from vjepa2_ac.planning_config import PlanningConfig  # noqa: E402
+
+COLUMNS = ("episodes", "grasped", "held at switch", "kept 3 steps", "opens at switch", "lifted 5 cm", "success")
+KEEP_STEPS = 3
+LIFTED = 0.05  # m above the object's rest height
+LIFT_HELD = np.array([0, 0, 0.05, 0, 0, 0, 0], np.float32)  # the two actions --model scores at the switch
+LIFT_OPEN = np.array([0, 0, 0.05, 0, 0, 0, -0.7], np.float32)
+
+
+def replay_to(env, episode: dict, steps: int, extra: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Reset to the episode's seed, replay its first ``steps`` actions (then ``extra``); returns (obs, reset info)."""
+    obs, info = env.reset(seed=episode["seed"])
+    for action in [*episode["actions"][:steps], *([] if extra is None else [extra])]:
+        obs, *_ = env.step(np.asarray(action, dtype=np.float32))
+    return obs, info
+
+
+def release_energies(wm, env, episode: dict, switch: int) -> np.ndarray:
+    """``[2, 2]`` energies to the lift sub-goal of (held, open) x (predicted, real) at the episode's switch state."""
+    import torch
+
+    obs, info = replay_to(env, episode, switch)
+    actions = torch.as_tensor(np.stack([LIFT_HELD, LIFT_OPEN]))[:, None]  # [2, 1, 7]
+    with torch.no_grad():
+        z_goal = wm.encode(info["subgoals"][1][None])  # [1, 1, N, D]
+        z0 = wm.encode(obs["pixels"][None]).expand(2, -1, -1, -1)
+        s0 = torch.as_tensor(obs["agent_pos"]).float()[None, None].expand(2, 1, 7)
+        predicted = wm.energy(wm.rollout(z0, s0, actions)[0], z_goal).numpy()
+        frames = np.stack([replay_to(env, episode, switch, a)[0]["pixels"] for a in (LIFT_HELD, LIFT_OPEN)])
+        real = wm.energy(wm.encode(frames[:, None]), z_goal).numpy()
+    return np.stack([predicted, real], axis=1)
+
+
+def replay_episode(env, episode: dict) -> dict[str, bool]:
+    """Re-run one recorded pick-and-place episode; returns the stage flags of the module docstring."""
+    env.reset(seed=episode["seed"])
+    sim = env.unwrapped.sim
+    actions = np.asarray(episode["actions"], dtype=np.float32)  # [T, 7]
+    goal_indices = list(episode["goal_indices"])
+    grasped, heights, info = [], [], {"is_success": False}
+    for action in actions:
+        _, _, _, _, info = env.step(action)
+        grasped.append(bool(sim.object_grasped()))
+        heights.append(float(sim.object_pose()[0][2] - sim.object_rest_z))
+    switch = goal_indices.index(1) if 1 in goal_indices else None  # first step planned towards sub-goal 2
+    held = switch is not None and switch > 0 and grasped[switch - 1]
+    return {
+        "grasped": any(g for g, i in zip(grasped, goal_indices) if i == 0),
+        "held at switch": held,
+        "kept 3 steps": held and all(grasped[switch:switch + KEEP_STEPS]),
+        "opens at switch": held and bool(actions[switch, 6] < 0),
+        "lifted 5 cm": max(heights, default=0.0) >= LIFTED,
+        "success": bool(info["is_success"]),
+    }
+
+
+def replay_cell(cell: dict, planning: PlanningConfig, wm=None) -> tuple[dict[str, int], list[int], list[np.ndarray]]:
+    """Stage counts for one pick-and-place cell, the seeds whose replayed success differs from the record and, with
+    a world model ``wm``, the ``[2, 2]`` release energies at each held-at-switch state."""
+    env = make_env(planning, cell["task"], object=cell["object"], backend=cell["backend"],
+                   max_steps=max(len(e["actions"]) for e in cell["episode_results"]))
+    counts = dict.fromkeys(COLUMNS, 0)
+    mismatched, energies = [], []
+    try:
+        for episode in cell["episode_results"]:
+            flags = replay_episode(env, episode)
+            counts["episodes"] += 1
+            for key, value in flags.items():
+                counts[key] += int(value)
+            if flags["success"] != bool(episode["success"]):
+                mismatched.append(int(episode["seed"]))
+            if wm is not None and flags["held at switch"]:
+                energies.append(release_energies(wm, env, episode, episode["goal_indices"].index(1)))
+    finally:
+        env.close()
+    return counts, mismatched, energies
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("files", nargs="+", type=Path, help="JSON files written by `vjepa2-ac eval --json`")
+    parser.add_argument("--model", default=None, help="model dir: also score letting go at the switch (see above)")
+    args = parser.parse_args(argv)
+    wm = None
+    if args.model is not None:
+        from vjepa2_ac.evaluation import load_world_model
+
+        wm = load_world_model(args.model)[0]
+    release: list[np.ndarray] = []
+    print("| file | object | backend | policy | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (4 + len(COLUMNS)) + "|")
+    for path in args.files:
+        data = json.loads(path.read_text())
+        cells = [c for c in data.get("cells", []) if c["task"] == "pick-place" and c.get("episode_results")]
+        if not cells:
+            raise SystemExit(f"files: {path} has no pick-place cell with recorded episodes")
+        planning = PlanningConfig.from_dict(data["planning"])
+        for cell in cells:
+            counts, mismatched, energies = replay_cell(cell, planning, wm)
+            release += energies
+            print(f"| {path.name} | {cell['object']} | {cell['backend']} | {cell['policy']} | "
+                  + " | ".join(str(counts[c]) for c in COLUMNS) + " |")
+            if mismatched:
+                print(f"warning: the replay's success differs from the record for seeds {mismatched}", file=sys.stderr)
+    if wm is not None and release:
+        e = np.stack(release)  # [S, 2 (held, open), 2 (predicted, real)]
+        print(f"\nAt the {len(e)} held-at-switch states, energy to the lift sub-goal (mean):\n")
+        print("| scorer | lift, gripper held | lift and open | prefers open |\n|---|---|---|---|")
+        for j, name in enumerate(("predictor", "real next frame")):
+            print(f"| {name} | {e[:, 0, j].mean():.5f} | {e[:, 1, j].mean():.5f} | {int((e[:, 1, j] < e[:, 0, j]).sum())}/{len(e)} |")
+
+
+if __name__ == "__main__":
+    main()

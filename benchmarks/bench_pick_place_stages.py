@@ -4,6 +4,8 @@ Each pick-and-place episode of the file is re-run from its seed with its recorde
 deterministic, so the replay reproduces the episode; a replayed success that differs from the recorded one is
 reported). No model is needed. Per cell (task x object x backend x policy) the table counts episodes where:
 
+* **open at object**: at some step towards the first sub-goal (grasp) the open gripper's pinch point is within 2 cm
+  of the object, which it does not hold;
 * **grasped**: both fingers touch the object at some step while planning towards the first sub-goal (grasp);
 * **held at switch**: the object is grasped at the last step before the switch to the second sub-goal (lift);
 * **kept 3 steps**: ... and still grasped for the first 3 steps towards the second sub-goal;
@@ -11,9 +13,10 @@ reported). No model is needed. Per cell (task x object x backend x policy) the t
 * **lifted 5 cm**: the object rose >= 5 cm above its rest height at some step;
 * **success**: the replayed episode succeeded.
 
-With ``--model DIR`` (the model that planned the episodes), at every "held at switch" state it also scores two
-actions against the lift sub-goal, "lift 5 cm, gripper held" and "lift 5 cm and open", by the predictor and by the
-real next frame (one physics step, rendered and encoded), and counts how often each prefers letting go.
+With ``--model DIR`` (the model that planned the episodes) it also scores, by the predictor and by the real next frame
+(one physics step, rendered and encoded), two pairs of actions and counts how often each scorer prefers the second:
+at the first "open at object" state, "stay" against "close the gripper" (energy to the grasp sub-goal); at every
+"held at switch" state, "lift 5 cm, gripper held" against "lift 5 cm and open" (energy to the lift sub-goal).
 
     python benchmarks/bench_pick_place_stages.py runs/eval/pp.json [more.json ...] [--model DIR]
 """
@@ -34,11 +37,17 @@ import numpy as np  # noqa: E402
 from vjepa2_ac.evaluation import make_env  # noqa: E402
 from vjepa2_ac.planning_config import PlanningConfig  # noqa: E402
 
-COLUMNS = ("episodes", "grasped", "held at switch", "kept 3 steps", "opens at switch", "lifted 5 cm", "success")
+COLUMNS = ("episodes", "open at object", "grasped", "held at switch", "kept 3 steps", "opens at switch", "lifted 5 cm", "success")
 KEEP_STEPS = 3
 LIFTED = 0.05  # m above the object's rest height
-LIFT_HELD = np.array([0, 0, 0.05, 0, 0, 0, 0], np.float32)  # the two actions --model scores at the switch
-LIFT_OPEN = np.array([0, 0, 0.05, 0, 0, 0, -0.7], np.float32)
+NEAR = 0.02  # m from the pinch point to the object: "open at object"
+# the action pairs --model scores: (sub-goal, first action, second action, (state, first, second, preference))
+CHOICES = {
+    "grasp": (0, np.zeros(7, np.float32), np.array([0, 0, 0, 0, 0, 0, 0.75], np.float32),
+              ("open at object", "stay", "close the gripper", "prefers close")),
+    "release": (1, np.array([0, 0, 0.05, 0, 0, 0, 0], np.float32), np.array([0, 0, 0.05, 0, 0, 0, -0.7], np.float32),
+                ("held at switch", "lift 5 cm, gripper held", "lift 5 cm and open", "prefers open")),
+}
 
 
 def replay_to(env, episode: dict, steps: int, extra: np.ndarray | None = None) -> tuple[dict, dict]:
@@ -49,62 +58,74 @@ def replay_to(env, episode: dict, steps: int, extra: np.ndarray | None = None) -
     return obs, info
 
 
-def release_energies(wm, env, episode: dict, switch: int) -> np.ndarray:
-    """``[2, 2]`` energies to the lift sub-goal of (held, open) x (predicted, real) at the episode's switch state."""
+def choice_energies(wm, env, episode: dict, steps: int, choice: str) -> np.ndarray:
+    """``[2, 2]`` energies to the choice's sub-goal of (first, second action) x (predicted, real) after ``steps``
+    recorded actions."""
     import torch
 
-    obs, info = replay_to(env, episode, switch)
-    actions = torch.as_tensor(np.stack([LIFT_HELD, LIFT_OPEN]))[:, None]  # [2, 1, 7]
+    goal, *pair, _ = CHOICES[choice]
+    obs, info = replay_to(env, episode, steps)
+    actions = torch.as_tensor(np.stack(pair))[:, None]  # [2, 1, 7]
     with torch.no_grad():
-        z_goal = wm.encode(info["subgoals"][1][None])  # [1, 1, N, D]
+        z_goal = wm.encode(info["subgoals"][goal][None])  # [1, 1, N, D]
         z0 = wm.encode(obs["pixels"][None]).expand(2, -1, -1, -1)
         s0 = torch.as_tensor(obs["agent_pos"]).float()[None, None].expand(2, 1, 7)
         predicted = wm.energy(wm.rollout(z0, s0, actions)[0], z_goal).numpy()
-        frames = np.stack([replay_to(env, episode, switch, a)[0]["pixels"] for a in (LIFT_HELD, LIFT_OPEN)])
+        frames = np.stack([replay_to(env, episode, steps, a)[0]["pixels"] for a in pair])
         real = wm.energy(wm.encode(frames[:, None]), z_goal).numpy()
     return np.stack([predicted, real], axis=1)
 
 
-def replay_episode(env, episode: dict) -> dict[str, bool]:
-    """Re-run one recorded pick-and-place episode; returns the stage flags of the module docstring."""
+def replay_episode(env, episode: dict) -> tuple[dict[str, bool], dict[str, int]]:
+    """Re-run one recorded pick-and-place episode; returns the stage flags of the module docstring and the step
+    counts after which the ``--model`` choices are scored (``"grasp"``: the first open-at-object state,
+    ``"release"``: the held-at-switch state; absent when the episode has none)."""
     env.reset(seed=episode["seed"])
-    sim = env.unwrapped.sim
+    base = env.unwrapped
+    sim = base.sim
     actions = np.asarray(episode["actions"], dtype=np.float32)  # [T, 7]
     goal_indices = list(episode["goal_indices"])
-    grasped, heights, info = [], [], {"is_success": False}
-    for action in actions:
+    grasped, heights, info, marks = [], [], {"is_success": False}, {}
+    for t, (action, goal) in enumerate(zip(actions, goal_indices)):
         _, _, _, _, info = env.step(action)
         grasped.append(bool(sim.object_grasped()))
         heights.append(float(sim.object_pose()[0][2] - sim.object_rest_z))
+        pinch = base.get_ee_pose()[0] - sim.grasp_offset
+        if (goal == 0 and "grasp" not in marks and base.get_commanded_state()[6] < 0.5 and not grasped[-1]
+                and np.linalg.norm(pinch - sim.object_pose()[0]) < NEAR):
+            marks["grasp"] = t + 1
     switch = goal_indices.index(1) if 1 in goal_indices else None  # first step planned towards sub-goal 2
     held = switch is not None and switch > 0 and grasped[switch - 1]
+    if held:
+        marks["release"] = switch
     return {
+        "open at object": "grasp" in marks,
         "grasped": any(g for g, i in zip(grasped, goal_indices) if i == 0),
         "held at switch": held,
         "kept 3 steps": held and all(grasped[switch:switch + KEEP_STEPS]),
         "opens at switch": held and bool(actions[switch, 6] < 0),
         "lifted 5 cm": max(heights, default=0.0) >= LIFTED,
         "success": bool(info["is_success"]),
-    }
+    }, marks
 
 
-def replay_cell(cell: dict, planning: PlanningConfig, wm=None) -> tuple[dict[str, int], list[int], list[np.ndarray]]:
+def replay_cell(cell: dict, planning: PlanningConfig, wm=None) -> tuple[dict[str, int], list[int], dict[str, list]]:
     """Stage counts for one pick-and-place cell, the seeds whose replayed success differs from the record and, with
-    a world model ``wm``, the ``[2, 2]`` release energies at each held-at-switch state."""
+    a world model ``wm``, the ``[2, 2]`` energies of each choice (``"grasp"``, ``"release"``) where it arises."""
     env = make_env(planning, cell["task"], object=cell["object"], backend=cell["backend"],
                    max_steps=max(len(e["actions"]) for e in cell["episode_results"]))
     counts = dict.fromkeys(COLUMNS, 0)
-    mismatched, energies = [], []
+    mismatched, energies = [], {choice: [] for choice in CHOICES}
     try:
         for episode in cell["episode_results"]:
-            flags = replay_episode(env, episode)
+            flags, marks = replay_episode(env, episode)
             counts["episodes"] += 1
             for key, value in flags.items():
                 counts[key] += int(value)
             if flags["success"] != bool(episode["success"]):
                 mismatched.append(int(episode["seed"]))
-            if wm is not None and flags["held at switch"]:
-                energies.append(release_energies(wm, env, episode, episode["goal_indices"].index(1)))
+            for choice, steps in marks.items() if wm is not None else ():
+                energies[choice].append(choice_energies(wm, env, episode, steps, choice))
     finally:
         env.close()
     return counts, mismatched, energies
@@ -113,14 +134,14 @@ def replay_cell(cell: dict, planning: PlanningConfig, wm=None) -> tuple[dict[str
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+", type=Path, help="JSON files written by `vjepa2-ac eval --json`")
-    parser.add_argument("--model", default=None, help="model dir: also score letting go at the switch (see above)")
+    parser.add_argument("--model", default=None, help="model dir: also score closing and letting go (see above)")
     args = parser.parse_args(argv)
     wm = None
     if args.model is not None:
         from vjepa2_ac.evaluation import load_world_model
 
         wm = load_world_model(args.model)[0]
-    release: list[np.ndarray] = []
+    scored: dict[str, list[np.ndarray]] = {choice: [] for choice in CHOICES}
     print("| file | object | backend | policy | " + " | ".join(COLUMNS) + " |")
     print("|---" * (4 + len(COLUMNS)) + "|")
     for path in args.files:
@@ -131,17 +152,23 @@ def main(argv: list[str] | None = None) -> None:
         planning = PlanningConfig.from_dict(data["planning"])
         for cell in cells:
             counts, mismatched, energies = replay_cell(cell, planning, wm)
-            release += energies
+            for choice, found in energies.items():
+                scored[choice] += found
             print(f"| {path.name} | {cell['object']} | {cell['backend']} | {cell['policy']} | "
                   + " | ".join(str(counts[c]) for c in COLUMNS) + " |")
             if mismatched:
                 print(f"warning: the replay's success differs from the record for seeds {mismatched}", file=sys.stderr)
-    if wm is not None and release:
-        e = np.stack(release)  # [S, 2 (held, open), 2 (predicted, real)]
-        print(f"\nAt the {len(e)} held-at-switch states, energy to the lift sub-goal (mean):\n")
-        print("| scorer | lift, gripper held | lift and open | prefers open |\n|---|---|---|---|")
-        for j, name in enumerate(("predictor", "real next frame")):
-            print(f"| {name} | {e[:, 0, j].mean():.5f} | {e[:, 1, j].mean():.5f} | {int((e[:, 1, j] < e[:, 0, j]).sum())}/{len(e)} |")
+    if wm is None:
+        return
+    print("\nMean energy to the sub-goal of each choice (lower is preferred), over the states where it arises:\n")
+    print("| state | scorer | first action | second action | prefers the second |\n|---|---|---|---|---|")
+    for choice, found in scored.items():
+        state, first, second, prefers = CHOICES[choice][-1]
+        e = np.stack(found) if found else np.zeros((0, 2, 2))  # [S, 2 (first, second action), 2 (predicted, real)]
+        for j, scorer in enumerate(("predictor", "real next frame")):
+            print(f"| {state} | {scorer} | {first}: {e[:, 0, j].mean() if len(e) else float('nan'):.5f} | "
+                  f"{second}: {e[:, 1, j].mean() if len(e) else float('nan'):.5f} | "
+                  f"{prefers}: {int((e[:, 1, j] < e[:, 0, j]).sum())}/{len(e)} |")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Goals are images (encoded once, at construction) or latents ``[1, 1, N, D]``. With ``subgoals`` the agent
 moves to the next sub-goal after a fixed number of steps (``switch_after``, paper pick-and-place:
-``[4, 10, 4]``) or when the current frame's energy to the sub-goal drops below ``switch_energy``.
+``[4, 10, 4]``) or when the current frame's energy to the sub-goal drops below ``switch_energy``; each sub-goal
+may have its own planner (e.g. the released CEM's ``close_gripper=0`` while lifting and carrying).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class MPCAgent:
     """``agent = MPCAgent(wm, CEM(CEMConfig.paper()), subgoals=[img0, img1, img2], switch_after=[4, 10, 4])``;
     ``action = agent.act(frame, state)`` with frame uint8 ``[H, W, 3]`` and state ``[7]``.
 
+    planner: one planner, or one per sub-goal (``planner[i]`` plans towards ``subgoals[i]``).
     seed: seeds the planner's ``torch.Generator`` (on the latents' device); ``reset()`` re-seeds it, so an
         episode replays bit for bit. ``None``: the global RNG.
     """
@@ -42,7 +44,7 @@ class MPCAgent:
     def __init__(
         self,
         world_model: WorldModelLike,
-        planner: Planner,
+        planner: Planner | Sequence[Planner],
         goal: Any = None,
         *,
         subgoals: Sequence[Any] | None = None,
@@ -63,8 +65,11 @@ class MPCAgent:
                     f"switch_after must hold {len(goals) - 1} or {len(goals)} step counts >= 1 "
                     f"(one per sub-goal), got {list(switch_after)}"
                 )
+        planners = list(planner) if isinstance(planner, Sequence) else [planner] * len(goals)
+        if len(planners) != len(goals):
+            raise ValueError(f"planner: give one planner or one per sub-goal ({len(goals)}), got {len(planners)}")
         self.world_model = world_model
-        self.planner = planner
+        self.planners = planners
         self.switch_after = None if switch_after is None else [int(n) for n in switch_after]
         self.switch_energy = switch_energy
         self.seed = seed
@@ -88,8 +93,14 @@ class MPCAgent:
         self.goal_index = 0
         self._steps_on_goal = 0
         self.records: list[StepRecord] = []
-        self.planner.reset()
+        for planner in {id(p): p for p in self.planners}.values():
+            planner.reset()
         self._generator: torch.Generator | None = None
+
+    @property
+    def planner(self) -> Planner:
+        """The active sub-goal's planner."""
+        return self.planners[self.goal_index]
 
     @property
     def goal(self) -> Tensor:

@@ -92,13 +92,14 @@ def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
     path.write_text(json.dumps({"planning": planning.to_dict(), "cells": [cell]}))
     load("bench_pick_place_stages").main([str(path), "--model", str(BUNDLED_MODEL)])
     out = capsys.readouterr()
-    header, _, row, _, _, *release = [line for line in out.out.splitlines() if line.startswith("|")]
-    counts = dict(zip(header.strip("|").split("|")[4:], map(int, row.strip("|").split("|")[4:])))
-    counts = {k.strip(): v for k, v in counts.items()}
-    assert counts == {"episodes": 2, "grasped": 1, "held at switch": 1, "kept 3 steps": 1, "opens at switch": 0,
-                      "lifted 5 cm": 1, "success": 1}
+    header, _, row, _, _, *choices = [line for line in out.out.splitlines() if line.startswith("|")]
+    counts = {k.strip(): int(v) for k, v in zip(header.strip("|").split("|")[4:], row.strip("|").split("|")[4:])}
+    assert counts == {"episodes": 2, "open at object": 1, "grasped": 1, "held at switch": 1, "kept 3 steps": 1,
+                      "opens at switch": 0, "lifted 5 cm": 1, "success": 1}
     assert "seeds [1]" in out.err  # the replay disagrees with the (wrong) recorded success of seed 1
-    assert [r.split("|")[1].strip() for r in release] == ["predictor", "real next frame"]  # one held-at-switch state
-    for r in release:
-        held, opened, prefers = (c.strip() for c in r.split("|")[2:5])
-        assert float(held) > 0 and float(opened) > 0 and prefers in ("0/1", "1/1")
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in choices]
+    assert [c[:2] for c in cells] == [["open at object", "predictor"], ["open at object", "real next frame"],
+                                      ["held at switch", "predictor"], ["held at switch", "real next frame"]]
+    for _, _, first, second, prefers in cells:  # the expert's episode has one state of each kind
+        assert float(first.split(": ")[1]) > 0 and float(second.split(": ")[1]) > 0
+        assert prefers.split(": ")[1] in ("0/1", "1/1")

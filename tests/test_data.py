@@ -286,6 +286,19 @@ def test_clip_sampling_is_a_pure_function_of_seed_epoch_index(tmp_path):
     assert torch.equal(batch[0], ref)
 
 
+def test_fewer_clips_than_episodes_cover_every_episode_over_the_epochs(tmp_path):
+    root = make_episode_dir(tmp_path / "ds", [20] * 6)
+    ds = ClipDataset(root, seed=2, clips_per_epoch=2)
+    episodes = [[ds.clip_indices(i, epoch=e)[1] for i in range(2)] for e in range(12)]
+    assert all(len(set(ep)) == 2 for ep in episodes)  # distinct episodes within an epoch
+    assert set(sum(episodes, [])) == set(range(6))  # index % 6 would only ever use episodes 0 and 1
+    assert episodes[0] != episodes[1]
+    again = ClipDataset(root, seed=2, clips_per_epoch=2)
+    assert [again.clip_indices(i, epoch=5)[1] for i in reversed(range(2))] == episodes[5][::-1]
+    frames, _, _ = again[1]
+    assert (decode_code(frames.numpy())[0] == episodes[0][1]).all()  # items read the drawn episode
+
+
 def test_clip_dataset_resize_and_transform(tmp_path):
     root = make_episode_dir(tmp_path / "ds", [10])
     ds = ClipDataset(root, image_size=16, transform=lambda f, s, a: (f.permute(0, 3, 1, 2), a))

@@ -84,6 +84,21 @@ def test_planning_config_round_trip_and_per_task_overrides(tmp_path):
     assert PlanningConfig.load(tmp_path / "copy") == cfg
 
 
+def test_planning_config_per_subgoal_planner_fields():
+    cfg = PlanningConfig(planner_config={"samples": 50}, tasks={"pick-place": {
+        "switch_after": [2, 2], "planner_config": {"samples": 60},
+        "subgoal_planner_config": [{}, {"close_gripper": 0, "samples": 40}, {}]}})
+    assert cfg.planner_fields("pick-place", 0)["samples"] == 60 and "close_gripper" not in cfg.planner_fields("pick-place", 0)
+    assert cfg.planner_fields("pick-place", 1) == {"samples": 40, "close_gripper": 0}
+    assert cfg.planner_fields("pick-place", 1, samples=20)["samples"] == 20  # explicit overrides win
+    assert cfg.build_planner("pick-place", subgoal=1).config.close_gripper == 0
+    assert cfg.build_planner("pick-place").config.close_gripper is None
+    with pytest.raises(ValueError, match="subgoal=3"):
+        cfg.planner_fields("pick-place", 3)
+    with pytest.raises(ValueError, match="subgoal=0"):
+        cfg.planner_fields("reach", 0)
+
+
 @pytest.mark.parametrize("name, cls", [("cem", "CEM"), ("mppi", "MPPI"), ("icem", "ICEM"),
                                        ("gradient", "GradientPlanner")])
 def test_build_planner_for_every_planner_name(name, cls):
@@ -105,6 +120,8 @@ def test_build_planner_for_every_planner_name(name, cls):
     ({"tasks": {"pick-place": {"switch_after": [4, 0]}}}, "switch_after"),
     ({"tasks": {"pick-place": {"switch_after": [4], "switch_energy": 0.1}}}, "at most one"),
     ({"env_kwargs": {"camera": "wrist"}}, "env_kwargs must not set"),
+    ({"tasks": {"pick-place": {"subgoal_planner_config": {"close_gripper": 0}}}}, "subgoal_planner_config"),
+    ({"tasks": {"pick-place": {"subgoal_planner_config": [{}, 3]}}}, "subgoal_planner_config"),
 ])
 def test_planning_config_rejects_bad_files(tmp_path, data, match):
     (tmp_path / "planning.json").write_text(json.dumps(data))
@@ -204,6 +221,27 @@ def test_run_episode_is_deterministic_and_baselines_share_seeds(tiny_model_dir):
     assert r.policy == "random" and r.energies == [] and r.steps == 2
     np.testing.assert_array_equal(a.frames[0], r.frames[0])  # same seed -> same initial state
     assert not np.allclose(a.actions, r.actions)
+
+
+def test_pick_place_episode_uses_the_subgoal_planners(tiny_model_dir):
+    from dataclasses import replace
+
+    from vjepa2_ac.evaluation import load_world_model, make_env, run_episode
+
+    wm, planning, _ = load_world_model(tiny_model_dir)
+    settings = replace(planning.task("pick-place"), max_steps=3,
+                       subgoal_planner_config=[{}, {"close_gripper": 0}, {}])
+    per_goal = replace(planning, tasks={**planning.tasks, "pick-place": settings})
+    env = make_env(per_goal, "pick-place")
+    try:
+        result = run_episode(env, wm, per_goal, "pick-place", seed=4)
+        per_goal.tasks["pick-place"] = replace(settings, subgoal_planner_config=[{}, {}])
+        with pytest.raises(ValueError, match="subgoal_planner_config has 2 entries, the env gives 3"):
+            run_episode(env, wm, per_goal, "pick-place", seed=4)
+    finally:
+        env.close()
+    assert result.goal_indices == [0, 1, 2]
+    assert result.actions[1, 6] > 0.95  # sub-goal 1 (lift and carry): the gripper is held closed
 
 
 def test_random_policy_stays_in_the_planners_action_space():

@@ -73,6 +73,22 @@ def test_subgoals_switch_after_fixed_step_counts():
     assert [r.goal_index for r in agent.records] == [0, 0, 1, 1, 1, 2, 2, 2]
 
 
+def test_each_subgoal_plans_with_its_own_planner():
+    wm = PoseLinearWorldModel()
+    subgoals = [PoseLinearWorldModel.render(_goal(o)).numpy() for o in ([0.05, 0, 0], [0.05, 0.05, 0])]
+    free, closing = CEM(CEMConfig.official(samples=30, iterations=3)), CEM(CEMConfig.official(samples=30, iterations=3,
+                                                                                              close_gripper=0))
+    agent = MPCAgent(wm, [free, closing], subgoals=subgoals, switch_after=[2])
+    assert agent.planner is free
+    _run(agent, 4)
+    assert agent.planner is closing and [r.goal_index for r in agent.records] == [0, 0, 1, 1]
+    grip = agent.actions[:, 6]
+    assert np.all(grip[2:] > 0.95)  # released close_gripper: dg forced to 1, the CEM mean converges to it
+    assert np.all(np.abs(grip[:2]) < 0.95)  # the goal's gripper is unchanged: the free planner does not close
+    with pytest.raises(ValueError, match="one per sub-goal"):
+        MPCAgent(wm, [free], subgoals=subgoals, switch_after=[2])
+
+
 def test_subgoals_switch_on_energy_threshold():
     wm = PoseLinearWorldModel()
     g0, g1 = _goal([0.04, 0.0, 0.0]), _goal([0.04, 0.04, 0.0])

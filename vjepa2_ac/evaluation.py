@@ -172,19 +172,27 @@ def make_agent(world_model: Any, planning: PlanningConfig, task: str, info: dict
     from planners import MPCAgent
 
     settings = planning.task(task)
-    plan = planning.build_planner(task, planner=planner, **planner_overrides)
     subgoals = list(info.get("subgoals") or [])
     if settings.use_subgoals and len(subgoals) > 1:
-        switch_after = settings.switch_after
+        switch_after, per_goal = settings.switch_after, settings.subgoal_planner_config
         if switch_after is not None and len(switch_after) not in (len(subgoals) - 1, len(subgoals)):
             raise ValueError(f"planning config: tasks[{task!r}].switch_after has {len(switch_after)} entries, the "
                              f"env gives {len(subgoals)} sub-goals (expected {len(subgoals) - 1} or {len(subgoals)})")
+        if per_goal is None:
+            plan = planning.build_planner(task, planner=planner, **planner_overrides)
+        elif len(per_goal) != len(subgoals):
+            raise ValueError(f"planning config: tasks[{task!r}].subgoal_planner_config has {len(per_goal)} entries, "
+                             f"the env gives {len(subgoals)} sub-goals")
+        else:
+            plan = [planning.build_planner(task, planner=planner, subgoal=i, **planner_overrides)
+                    for i in range(len(subgoals))]
         return MPCAgent(world_model, plan, subgoals=subgoals, switch_after=switch_after,
                         switch_energy=settings.switch_energy, seed=seed)
     goal = info.get("goal_pixels")
     if goal is None:
         raise ValueError("the env gives no goal image (render_goals=False?); planning needs one")
-    return MPCAgent(world_model, plan, goal=goal, seed=seed)
+    return MPCAgent(world_model, planning.build_planner(task, planner=planner, **planner_overrides), goal=goal,
+                    seed=seed)
 
 
 class RandomPolicy:

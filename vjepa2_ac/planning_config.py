@@ -11,7 +11,8 @@ Example file (every key optional; unknown keys are an error)::
      "planner": "cem", "planner_preset": "paper", "planner_config": {"samples": 200, "iterations": 5},
      "stop_on_success": true,
      "tasks": {"reach": {"max_steps": 20},
-               "pick-place": {"max_steps": 30, "switch_after": [8, 12], "planner_config": {"maxnorm": 0.05}}}}
+               "pick-place": {"max_steps": 30, "switch_after": [8, 12], "planner_config": {"maxnorm": 0.05},
+                              "subgoal_planner_config": [{}, {"close_gripper": 0}, {}]}}}
 
 Task names are ``reach``, ``grasp``, ``reach-with-object``, ``pick-place`` (underscores are accepted too).
 """
@@ -64,6 +65,10 @@ class TaskSettings:
     switch_energy: move to the next sub-goal when the observed frame's energy to it drops below this.
     use_subgoals: plan through the env's sub-goal images (pick-and-place has three); ``False``: final goal only.
     planner_config: planner fields overriding :attr:`PlanningConfig.planner_config` for this task.
+    subgoal_planner_config: one JSON object per sub-goal, planner fields over ``planner_config`` while that
+        sub-goal is active; ``[{}, {"close_gripper": 0}, {}]`` keeps pick-and-place's gripper closed while it lifts
+        and carries (the released CEM's ``close_gripper``). ``None``: one planner for every sub-goal. Not used when
+        the episode plans to the final goal only (``use_subgoals=False`` or a single goal image).
     """
 
     max_steps: int = 20
@@ -71,6 +76,7 @@ class TaskSettings:
     switch_energy: float | None = None
     use_subgoals: bool = True
     planner_config: dict[str, Any] = field(default_factory=dict)
+    subgoal_planner_config: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1:
@@ -86,6 +92,11 @@ class TaskSettings:
             raise ValueError(f"switch_energy must be > 0, got {self.switch_energy!r}")
         if not isinstance(self.planner_config, dict):
             raise ValueError(f"planner_config must be a JSON object, got {type(self.planner_config).__name__}")
+        per_goal = self.subgoal_planner_config
+        if per_goal is not None and (not isinstance(per_goal, (list, tuple)) or not per_goal
+                                     or not all(isinstance(d, dict) for d in per_goal)):
+            raise ValueError(f"subgoal_planner_config must be a non-empty list of JSON objects (one per sub-goal), "
+                             f"got {per_goal!r}")
 
 
 def _default_tasks() -> dict[str, TaskSettings]:
@@ -158,13 +169,24 @@ class PlanningConfig:
         return {"object": object, "backend": backend, "camera": self.camera,
                 "image_size": (self.image_size, self.image_size), **self.env_kwargs, **extra}
 
-    def planner_fields(self, name: str | None = None, **overrides: Any) -> dict[str, Any]:
-        """Planner config fields: file-level, then task ``name``'s, then ``overrides`` (JSON values converted)."""
-        merged = {**self.planner_config, **(self.task(name).planner_config if name else {}), **overrides}
+    def planner_fields(self, name: str | None = None, subgoal: int | None = None, **overrides: Any) -> dict[str, Any]:
+        """Planner config fields: file-level, then task ``name``'s, then its sub-goal ``subgoal``'s, then
+        ``overrides`` (JSON values converted)."""
+        settings = self.task(name) if name else None
+        per_goal = {}
+        if subgoal is not None:
+            listed = settings.subgoal_planner_config if settings is not None else None
+            if listed is None or not 0 <= subgoal < len(listed):
+                raise ValueError(f"subgoal={subgoal}: tasks[{name!r}].subgoal_planner_config lists "
+                                 f"{0 if listed is None else len(listed)} sub-goals")
+            per_goal = listed[subgoal]
+        merged = {**self.planner_config, **(settings.planner_config if settings else {}), **per_goal, **overrides}
         return _convert_planner_fields(merged)
 
-    def build_planner(self, name: str | None = None, *, planner: str | None = None, **overrides: Any):
-        """A fresh planner for task ``name`` (``planner`` overrides the file's planner name)."""
+    def build_planner(self, name: str | None = None, *, planner: str | None = None, subgoal: int | None = None,
+                      **overrides: Any):
+        """A fresh planner for task ``name`` (and its sub-goal ``subgoal``; ``planner`` overrides the file's
+        planner name)."""
         import importlib
 
         kind = planner or self.planner
@@ -173,7 +195,7 @@ class PlanningConfig:
         module_name, planner_cls, config_cls = PLANNERS[kind]
         module = importlib.import_module(module_name)
         config_type = getattr(module, config_cls)
-        values = self.planner_fields(name, **overrides)
+        values = self.planner_fields(name, subgoal, **overrides)
         known = {f.name for f in fields(config_type)}
         if kind != self.planner:  # fields tuned for another planner: keep the shared ones only
             values = {k: v for k, v in values.items() if k in known}

@@ -76,7 +76,9 @@ class ClipDataset(Dataset):
         frames_per_clip: frames per clip (official 8).
         fps: target clip frame rate (official 4).
         seed: sampling seed.
-        clips_per_epoch: dataset length (default: the number of usable episodes, one clip each, as official).
+        clips_per_epoch: dataset length (default: the number of usable episodes, one clip each, as official). Item
+            ``i`` comes from episode ``i % num_episodes``; with fewer clips than episodes, each epoch draws a
+            different seeded subset of distinct episodes instead (so every episode is used over the epochs).
         image_size: resize frames to ``image_size`` x ``image_size`` (bilinear, antialiased); None keeps them.
         transform: called on ``(frames, states, actions)`` tensors; returns the item.
     """
@@ -140,11 +142,19 @@ class ClipDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} clips")
         epoch = self.epoch if epoch is None else epoch
-        src, ep, step, length = (int(v) for v in self._entries[index % len(self._entries)])
+        src, ep, step, length = (int(v) for v in self._entries[self._entry(index, epoch)])
         span = self.frames_per_clip * step
         rng = np.random.default_rng((self.seed, epoch, index))
         end = int(rng.integers(span, length + 1))
         return src, ep, np.arange(end - span, end, step)
+
+    def _entry(self, index: int, epoch: int) -> int:
+        n = len(self._entries)
+        if self.clips_per_epoch >= n:
+            return index % n
+        if getattr(self, "_subset", (None,))[0] != epoch:
+            self._subset = (epoch, np.random.default_rng((self.seed, epoch, n)).permutation(n))
+        return int(self._subset[1][index])
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         src, ep, idx = self.clip_indices(index)

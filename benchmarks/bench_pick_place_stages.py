@@ -124,8 +124,9 @@ def replay_cell(cell: dict, planning: PlanningConfig, wm=None) -> tuple[dict[str
                 counts[key] += int(value)
             if flags["success"] != bool(episode["success"]):
                 mismatched.append(int(episode["seed"]))
-            for choice, steps in marks.items() if wm is not None else ():
-                energies[choice].append(choice_energies(wm, env, episode, steps, choice))
+            if wm is not None:
+                for choice, steps in marks.items():
+                    energies[choice].append(choice_energies(wm, env, episode, steps, choice))
     finally:
         env.close()
     return counts, mismatched, energies
@@ -165,9 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     for choice, found in scored.items():
         state, first, second, prefers = CHOICES[choice][-1]
         e = np.stack(found) if found else np.zeros((0, 2, 2))  # [S, 2 (first, second action), 2 (predicted, real)]
+        mean = e.mean(axis=0) if len(e) else np.full((2, 2), np.nan)
         for j, scorer in enumerate(("predictor", "real next frame")):
-            print(f"| {state} | {scorer} | {first}: {e[:, 0, j].mean() if len(e) else float('nan'):.5f} | "
-                  f"{second}: {e[:, 1, j].mean() if len(e) else float('nan'):.5f} | "
+            print(f"| {state} | {scorer} | {first}: {mean[0, j]:.5f} | {second}: {mean[1, j]:.5f} | "
                   f"{prefers}: {int((e[:, 1, j] < e[:, 0, j]).sum())}/{len(e)} |")
 
 

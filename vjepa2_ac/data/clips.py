@@ -125,6 +125,7 @@ class ClipDataset(Dataset):
         if clips_per_epoch is not None and clips_per_epoch <= 0:
             raise ValueError(f"clips_per_epoch must be positive or None, got {clips_per_epoch}")
         self.clips_per_epoch = clips_per_epoch or len(entries)
+        self._subset: tuple[int, np.ndarray] | None = None  # (epoch, entry permutation) when clips < episodes
 
     @property
     def num_episodes(self) -> int:
@@ -152,7 +153,7 @@ class ClipDataset(Dataset):
         n = len(self._entries)
         if self.clips_per_epoch >= n:
             return index % n
-        if getattr(self, "_subset", (None,))[0] != epoch:
+        if self._subset is None or self._subset[0] != epoch:
             self._subset = (epoch, np.random.default_rng((self.seed, epoch, n)).permutation(n))
         return int(self._subset[1][index])
 

@@ -3,7 +3,7 @@
 Importing ``envs`` sets ``MUJOCO_GL=egl`` (unless already set) before anything imports mujoco, and registers:
 
 * ``vjepa2ac/FrankaReach-v0``            reach a goal position with the gripper
-* ``vjepa2ac/FrankaGrasp-v0``            grasp the object and lift it >= 5 cm
+* ``vjepa2ac/FrankaGrasp-v0``            grasp the object and lift it >= 5 cm (2 sub-goal images: grasped, lifted)
 * ``vjepa2ac/FrankaReachWithObject-v0``  carry the (already grasped) object to a goal position
 * ``vjepa2ac/FrankaPickPlace-v0``        pick the object and place it at a target (3 sub-goal images)
 

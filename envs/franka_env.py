@@ -254,7 +254,10 @@ class FrankaEnv(gym.Env):
             lifted = obj_pos + [0.0, 0.0, LIFT_HEIGHT]
             g["position"] = lifted
             mat = self._grasp_mat(obj_quat)
-            g["configs"] = [(self._pinch_for_object(lifted, obj_quat), mat, hold_g, lifted, obj_quat)]
+            g["configs"] = [
+                (self._pinch_for_object(obj_pos, obj_quat), mat, hold_g, obj_pos, obj_quat),  # grasped, on the table
+                (self._pinch_for_object(lifted, obj_quat), mat, hold_g, lifted, obj_quat),  # lifted: the goal
+            ]
         elif cfg.task == "reach_with_object":
             held_quat = np.array([1.0, 0.0, 0.0, 0.0])  # held square to the (home-oriented) gripper
             start_obj = self._home_pos - sim.grasp_offset

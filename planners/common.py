@@ -21,7 +21,7 @@ class SearchConfig:
     """Fields every planner config has.
 
     horizon: number of planned actions H.
-    maxnorm, constraint, search_rotation, rotation_maxnorm, gripper_max, axis, close_gripper: see
+    maxnorm, constraint, search_rotation, rotation_maxnorm, gripper_max, axis, close_gripper, open_gripper: see
         :class:`planners.constraints.ActionSpace`.
     energy: ``"final"`` scores the last predicted frame (released), ``"sum"`` sums the energies of all H.
     warm_start: start from the previous plan shifted by one step (call ``planner.reset()`` per episode).
@@ -40,6 +40,7 @@ class SearchConfig:
     gripper_max: float = 0.75
     axis: dict[int, float] = field(default_factory=dict)
     close_gripper: int | None = None
+    open_gripper: int | None = None
     energy: EnergyOn = "final"
     warm_start: bool = False
     dtype: torch.dtype | str | None = None
@@ -66,6 +67,7 @@ class SearchConfig:
             gripper_max=self.gripper_max,
             axis=dict(self.axis),
             close_gripper=self.close_gripper,
+            open_gripper=self.open_gripper,
         )
 
 

@@ -59,6 +59,8 @@ class ActionSpace:
     axis: ``{action index (0..6): value}`` fixes searched dims (released ``axis``; note the released code
         indexed its 4-vector, where the gripper was 3; here the gripper is 6).
     close_gripper: from this horizon step on, dg is forced to 1.0 (released ``close_gripper``).
+    open_gripper: from this horizon step on, dg is forced to -1.0 (the mirror of ``close_gripper``, not in the
+        released code: e.g. release the object on a "placed" sub-goal). At most one of the two.
     """
 
     constraint: Constraint = "box"
@@ -68,6 +70,7 @@ class ActionSpace:
     gripper_max: float = 0.75
     axis: Mapping[int, float] = field(default_factory=dict)
     close_gripper: int | None = None
+    open_gripper: int | None = None
 
     def __post_init__(self) -> None:
         if self.constraint not in ("box", "l1_ball"):
@@ -82,8 +85,12 @@ class ActionSpace:
                     f"axis key {index} is not a searched action index {self.dims} "
                     f"({', '.join(ACTION_NAMES[i] for i in self.dims)}){hint}"
                 )
-        if self.close_gripper is not None and self.close_gripper < 0:
-            raise ValueError(f"close_gripper must be None or >= 0, got {self.close_gripper}")
+        for name in ("close_gripper", "open_gripper"):
+            step = getattr(self, name)
+            if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+                raise ValueError(f"{name} must be None or an int >= 0 (a horizon step), got {step!r}")
+        if self.close_gripper is not None and self.open_gripper is not None:
+            raise ValueError("give at most one of close_gripper and open_gripper")
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -125,7 +132,8 @@ class ActionSpace:
         return out
 
     def to_full(self, a: Tensor) -> Tensor:
-        """Searched ``[..., H, d]`` -> 7-D actions ``[..., H, 7]`` (unsearched dims 0, ``close_gripper`` applied)."""
+        """Searched ``[..., H, d]`` -> 7-D actions ``[..., H, 7]`` (unsearched dims 0, ``close_gripper`` /
+        ``open_gripper`` applied)."""
         if a.ndim < 2 or a.shape[-1] != self.size:
             raise ValueError(f"searched actions must be [..., H, {self.size}], got shape {tuple(a.shape)}")
         if self.search_rotation:
@@ -133,10 +141,20 @@ class ActionSpace:
         else:
             zeros = a.new_zeros(*a.shape[:-1], 3)
             full = torch.cat([a[..., :3], zeros, a[..., 3:]], dim=-1)
-        if self.close_gripper is not None and self.close_gripper < a.shape[-2]:
+        forced = self.forced_gripper
+        if forced is not None and forced[0] < a.shape[-2]:
             full = full.clone()
-            full[..., self.close_gripper :, 6] = 1.0
+            full[..., forced[0] :, 6] = forced[1]
         return full
+
+    @property
+    def forced_gripper(self) -> tuple[int, float] | None:
+        """``(first horizon step, dg)`` where the gripper delta is forced (1.0 closes, -1.0 opens), else ``None``."""
+        if self.close_gripper is not None:
+            return self.close_gripper, 1.0
+        if self.open_gripper is not None:
+            return self.open_gripper, -1.0
+        return None
 
     def initial_mean(self, horizon: int, device: torch.device | str | None = None) -> Tensor:
         """``[H, d]`` zeros with the ``axis`` values filled in (released initial mean)."""
@@ -171,7 +189,7 @@ def check_actions(actions: Tensor, space: ActionSpace, atol: float = 1e-6) -> No
     limit = space.rotation_maxnorm if space.search_rotation else 0.0
     if rot.abs().amax() > limit + atol:
         raise ValueError(f"rotation deltas exceed {limit}")
-    if space.close_gripper is not None:
-        grip = grip[..., : space.close_gripper]  # forced to 1.0 from close_gripper on
+    if space.forced_gripper is not None:
+        grip = grip[..., : space.forced_gripper[0]]  # forced to +-1.0 from close_gripper / open_gripper on
     if grip.numel() and grip.abs().amax() > space.gripper_max + atol:
         raise ValueError(f"gripper deltas exceed {space.gripper_max}")

@@ -230,7 +230,7 @@ def test_pick_place_episode_uses_the_subgoal_planners(tiny_model_dir):
 
     wm, planning, _ = load_world_model(tiny_model_dir)
     settings = replace(planning.task("pick-place"), max_steps=3,
-                       subgoal_planner_config=[{}, {"close_gripper": 0}, {}])
+                       subgoal_planner_config=[{}, {"close_gripper": 0}, {"open_gripper": 0}])
     per_goal = replace(planning, tasks={**planning.tasks, "pick-place": settings})
     env = make_env(per_goal, "pick-place")
     try:
@@ -242,6 +242,29 @@ def test_pick_place_episode_uses_the_subgoal_planners(tiny_model_dir):
         env.close()
     assert result.goal_indices == [0, 1, 2]
     assert result.actions[1, 6] > 0.95  # sub-goal 1 (lift and carry): the gripper is held closed
+    assert result.actions[2, 6] < -0.95  # sub-goal 2 (placed): the gripper is opened
+
+
+def test_grasp_plans_through_its_subgoals_only_with_a_switch_rule(tiny_model_dir):
+    from dataclasses import replace
+
+    from vjepa2_ac.evaluation import load_world_model, make_agent, make_env, run_episode
+
+    wm, planning, _ = load_world_model(tiny_model_dir)
+    one_image = replace(planning, tasks={**planning.tasks, "grasp": TaskSettings(max_steps=3)})
+    assert not one_image.task("grasp").plans_subgoals and not TaskSettings(switch_after=[2], use_subgoals=False).plans_subgoals
+    env = make_env(one_image, "grasp")
+    try:
+        _, info = env.reset(seed=2)
+        assert len(info["subgoals"]) == 2  # grasped, lifted
+        assert len(make_agent(wm, one_image, "grasp", info).goals) == 1  # the paper's one-image protocol
+        two = replace(planning, tasks={**planning.tasks, "grasp": TaskSettings(
+            max_steps=3, switch_after=[1], subgoal_planner_config=[{}, {"close_gripper": 0}])})
+        assert two.task("grasp").plans_subgoals
+        result = run_episode(env, wm, two, "grasp", seed=2)
+    finally:
+        env.close()
+    assert result.goal_indices == [0, 1, 1] and np.all(result.actions[1:, 6] > 0.95)
 
 
 def test_random_policy_stays_in_the_planners_action_space():

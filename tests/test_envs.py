@@ -9,6 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+from envs.franka_env import LIFT_HEIGHT
 from envs.mujoco_scene import HOME_QPOS, build_arm_model
 from envs.mujoco_sim import DLSIK
 
@@ -118,6 +119,23 @@ def test_reach_10cm_within_1cm(backend, direction):
     pos, mat = env.unwrapped.get_ee_pose()
     assert np.linalg.norm(pos - goal) < 0.01
     assert np.degrees(np.arccos(np.clip((np.trace(mat @ mat0.T) - 1) / 2, -1, 1))) < 2.0
+    env.close()
+
+
+def test_grasp_gives_a_grasped_then_a_lifted_subgoal():
+    env = make("vjepa2ac/FrankaGrasp-v0")
+    _, info = env.reset(seed=4)
+    u = env.unwrapped
+    obj_pos = u.get_object_pose()[0]
+    assert len(info["subgoals"]) == 2 and len(info["subgoal_states"]) == 2
+    np.testing.assert_array_equal(info["goal_pixels"], info["subgoals"][-1])
+    grasped, lifted = info["subgoal_states"]
+    hold = u.goal["hold_closedness"]
+    # sub-goal 1: the pinch point on the resting object, gripper at the holding closedness; the goal: lifted
+    np.testing.assert_allclose(grasped[:3], u.goal["configs"][0][0], atol=1e-6)
+    assert abs(grasped[2] - lifted[2] + LIFT_HEIGHT) < 1e-6 and grasped[6] == lifted[6] == np.float32(hold)
+    np.testing.assert_allclose(u.goal["configs"][0][3], obj_pos, atol=1e-9)
+    assert not np.array_equal(info["subgoals"][0], info["subgoals"][1])
     env.close()
 
 

@@ -124,6 +124,21 @@ def test_action_space_axis_and_close_gripper():
         check_actions(torch.tensor([[0.0, 0, 0, 0, 0, 0, 0.9]]), ActionSpace())
 
 
+def test_action_space_open_gripper():
+    space = ActionSpace(open_gripper=1)
+    full = space.to_full(space.project(torch.randn(10, 3, 4, generator=_gen(0))))
+    assert (full[:, 1:, 6] == -1.0).all() and (full[:, 0, 6].abs() <= 0.75).all()
+    check_actions(full, space)  # the forced -1 steps are not held to gripper_max
+    assert space.forced_gripper == (1, -1.0) and ActionSpace(close_gripper=0).forced_gripper == (0, 1.0)
+    assert ActionSpace().forced_gripper is None
+    with pytest.raises(ValueError, match="at most one of close_gripper and open_gripper"):
+        ActionSpace(close_gripper=0, open_gripper=1)
+    with pytest.raises(ValueError, match="open_gripper must be None or an int >= 0"):
+        ActionSpace(open_gripper=-1)
+    with pytest.raises(ValueError, match="close_gripper must be None or an int >= 0"):
+        ActionSpace(close_gripper=0.5)
+
+
 # -- configs ----------------------------------------------------------------------------------------------
 def test_official_and_paper_settings():
     off = CEMConfig.official()
@@ -281,6 +296,14 @@ def test_close_gripper_and_gripper_rounding():
     g = plan.actions[:, 6]
     assert ((g == 0) | (g.abs() >= 0.25)).all()
     assert plan.history[-1]["mean"][1, 3] > 0.9  # forced dg = 1 pulls the step-1 gripper mean to 1
+
+
+def test_open_gripper_pulls_the_plan_to_open():
+    wm = PoseLinearWorldModel()
+    z0, zg, goal_state = _problem(wm, REACH_H2)
+    plan = CEM(CEMConfig.official(open_gripper=0, samples=100, iterations=15)).plan(wm, z0, S0, zg, generator=_gen(0))
+    assert (plan.actions[:, 6] < -0.9).all()  # forced dg = -1 from step 0: the executed action opens
+    assert (_apply(plan.actions)[:3] - goal_state[:3]).abs().max() < 5e-3  # xyz is still searched to the goal
 
 
 def test_warm_start_shifts_the_previous_plan():

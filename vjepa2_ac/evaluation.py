@@ -173,7 +173,7 @@ def make_agent(world_model: Any, planning: PlanningConfig, task: str, info: dict
 
     settings = planning.task(task)
     subgoals = list(info.get("subgoals") or [])
-    if settings.use_subgoals and len(subgoals) > 1:
+    if settings.plans_subgoals and len(subgoals) > 1:
         switch_after, per_goal = settings.switch_after, settings.subgoal_planner_config
         if switch_after is not None and len(switch_after) not in (len(subgoals) - 1, len(subgoals)):
             raise ValueError(f"planning config: tasks[{task!r}].switch_after has {len(switch_after)} entries, the "

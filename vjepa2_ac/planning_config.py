@@ -11,8 +11,15 @@ Example file (every key optional; unknown keys are an error)::
      "planner": "cem", "planner_preset": "paper", "planner_config": {"samples": 200, "iterations": 5},
      "stop_on_success": true,
      "tasks": {"reach": {"max_steps": 20},
+               "grasp": {"max_steps": 25, "switch_after": [8], "subgoal_planner_config": [{}, {"close_gripper": 0}]},
                "pick-place": {"max_steps": 30, "switch_after": [8, 12], "planner_config": {"maxnorm": 0.05},
-                              "subgoal_planner_config": [{}, {"close_gripper": 0}, {}]}}}
+                              "subgoal_planner_config": [{}, {"close_gripper": 0}, {"open_gripper": 0}]}}}
+
+``subgoal_planner_config`` gives each sub-goal its own planner fields; here the gripper is searched on the way to the
+object, forced closed while lifting and carrying (the released CEM's ``close_gripper``) and forced open on the
+"placed" sub-goal (``open_gripper``). Grasp plans to its goal image only unless its task entry sets ``switch_after``
+(the paper's one-image protocol): a task plans through sub-goals only when it has a switch rule (``switch_after`` or
+``switch_energy``).
 
 Task names are ``reach``, ``grasp``, ``reach-with-object``, ``pick-place`` (underscores are accepted too).
 """
@@ -63,12 +70,15 @@ class TaskSettings:
     switch_after: steps spent on each sub-goal before moving to the next (paper pick-and-place: ``[4, 10, 4]``);
         ``len(subgoals) - 1`` or ``len(subgoals)`` entries. Mutually exclusive with ``switch_energy``.
     switch_energy: move to the next sub-goal when the observed frame's energy to it drops below this.
-    use_subgoals: plan through the env's sub-goal images (pick-and-place has three); ``False``: final goal only.
+    use_subgoals: plan through the env's sub-goal images (pick-and-place has three: grasped, lifted over the
+        target, placed; grasp two: grasped, lifted) when a switch rule (``switch_after`` / ``switch_energy``) is
+        set; ``False``, or no switch rule: final goal only (see :attr:`plans_subgoals`).
     planner_config: planner fields overriding :attr:`PlanningConfig.planner_config` for this task.
     subgoal_planner_config: one JSON object per sub-goal, planner fields over ``planner_config`` while that
         sub-goal is active; ``[{}, {"close_gripper": 0}, {}]`` keeps pick-and-place's gripper closed while it lifts
-        and carries (the released CEM's ``close_gripper``). ``None``: one planner for every sub-goal. Not used when
-        the episode plans to the final goal only (``use_subgoals=False`` or a single goal image).
+        and carries (the released CEM's ``close_gripper``; ``{"open_gripper": 0}`` on the last one releases the
+        object at once). ``None``: one planner for every sub-goal. Not used when the episode plans to the final goal
+        only (``plans_subgoals`` false, or a single goal image).
     """
 
     max_steps: int = 20
@@ -77,6 +87,11 @@ class TaskSettings:
     use_subgoals: bool = True
     planner_config: dict[str, Any] = field(default_factory=dict)
     subgoal_planner_config: list[dict[str, Any]] | None = None
+
+    @property
+    def plans_subgoals(self) -> bool:
+        """Whether an episode plans through the env's sub-goal images: ``use_subgoals`` and a switch rule."""
+        return self.use_subgoals and (self.switch_after is not None or self.switch_energy is not None)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1:
@@ -103,7 +118,7 @@ def _default_tasks() -> dict[str, TaskSettings]:
     # Paper-like budgets: pick-and-place switches sub-goals after 4, 10 and 4 steps (V-JEPA 2, Sec. 4).
     return {
         "reach": TaskSettings(max_steps=20),
-        "grasp": TaskSettings(max_steps=20),
+        "grasp": TaskSettings(max_steps=20),  # paper: one goal image (object held, lifted); no switch rule
         "reach-with-object": TaskSettings(max_steps=20),
         "pick-place": TaskSettings(max_steps=18, switch_after=[4, 10, 4]),
     }

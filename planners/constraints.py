@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Literal
 
 import torch
@@ -87,7 +88,7 @@ class ActionSpace:
                 )
         for name in ("close_gripper", "open_gripper"):
             step = getattr(self, name)
-            if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            if step is not None and (isinstance(step, bool) or not isinstance(step, Integral) or step < 0):
                 raise ValueError(f"{name} must be None or an int >= 0 (a horizon step), got {step!r}")
         if self.close_gripper is not None and self.open_gripper is not None:
             raise ValueError("give at most one of close_gripper and open_gripper")

@@ -6,6 +6,7 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -137,6 +138,7 @@ def test_action_space_open_gripper():
         ActionSpace(open_gripper=-1)
     with pytest.raises(ValueError, match="close_gripper must be None or an int >= 0"):
         ActionSpace(close_gripper=0.5)
+    assert ActionSpace(close_gripper=np.int64(1)).forced_gripper == (1, 1.0)  # numpy ints are horizon steps too
 
 
 # -- configs ----------------------------------------------------------------------------------------------

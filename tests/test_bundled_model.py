@@ -72,3 +72,18 @@ def test_bundled_predictor_sees_what_the_action_does(model):
     env.close()
     assert np.mean(gaps) > 0.002, gaps
     assert sum(g > 0 for g in gaps) >= 6, gaps
+
+
+def test_bundled_planning_grasps_with_the_gripper_open_until_the_switch():
+    """The shipped per-sub-goal settings (MODEL_CARD.md, "Open until the grasp"): on the way to the object the gripper
+    is forced open and xyz searched in the box; the grasp sub-goal's first step closes it; pick-and-place opens on the
+    placed sub-goal. reach and reach-with-object keep their single-goal settings."""
+    cfg = PlanningConfig.load(bundled.model_dir(NAME))
+    expected = {"grasp": [(0, -1.0), (0, 1.0)], "pick-place": [(0, -1.0), (0, 1.0), (0, -1.0)]}
+    for task, forced in expected.items():
+        assert cfg.task(task).plans_subgoals
+        spaces = [cfg.build_planner(task, subgoal=i).config.action_space() for i in range(len(forced))]
+        assert [s.forced_gripper for s in spaces] == forced, task
+        assert spaces[0].constraint == "box" and all(s.constraint == "l1_ball" for s in spaces[1:]), task
+    assert cfg.build_planner("reach-with-object").config.action_space().forced_gripper == (0, 1.0)
+    assert cfg.build_planner("reach").config.action_space().forced_gripper is None

@@ -87,3 +87,18 @@ def test_bundled_planning_grasps_with_the_gripper_open_until_the_switch():
         assert spaces[0].constraint == "box" and all(s.constraint == "l1_ball" for s in spaces[1:]), task
     assert cfg.build_planner("reach-with-object").config.action_space().forced_gripper == (0, 1.0)
     assert cfg.build_planner("reach").config.action_space().forced_gripper is None
+
+
+def test_bundled_reach_budget_is_the_envs_episode_length():
+    """Reach plans over the env's registered episode (40 actions, MODEL_CARD.md "A longer reach episode"); the other
+    tasks stay within theirs, and the sub-goal schedules fit in their episodes."""
+    import gymnasium
+
+    import envs  # noqa: F401  (registers the ids)
+
+    cfg = PlanningConfig.load(bundled.model_dir(NAME))
+    assert cfg.task("reach").max_steps == gymnasium.spec(cfg.env_id("reach")).max_episode_steps == 40
+    for task in ("grasp", "reach-with-object", "pick-place"):
+        settings = cfg.task(task)
+        assert settings.max_steps <= gymnasium.spec(cfg.env_id(task)).max_episode_steps, task
+        assert sum(settings.switch_after or []) <= settings.max_steps, task

@@ -277,3 +277,94 @@ def test_cli_dry_run_with_subgoals(tiny_world_model_dir, tmp_path):
 def test_cli_needs_a_goal_for_a_real_robot(tiny_world_model_dir):
     with pytest.raises(SystemExit, match="--host is required"):
         cli(["run", "--driver", "franky", "--model", str(tiny_world_model_dir)])
+    with pytest.raises(SystemExit, match="--goal .* is required with a real robot"):  # before any connection
+        cli(["run", "--driver", "franky", "--host", "192.0.2.1", "--model", str(tiny_world_model_dir)])
+
+
+# ---------------------------------------------------------------------------------------------- planning.json
+@pytest.fixture(scope="module")
+def tiny_model_with_planning(tiny_world_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with a planning.json: dual view at 32 px, pick-and-place through 3 sub-goals with the shipped
+    model's per-sub-goal gripper settings, 3 steps."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("tiny_wm_planning") / "model"
+    shutil.copytree(tiny_world_model_dir, path)
+    (path / "planning.json").write_text(json.dumps({
+        "camera": "dual", "image_size": 32,
+        "planner_config": {"samples": 8, "topk": 2, "iterations": 1},
+        "tasks": {"pick-place": {"max_steps": 3, "switch_after": [1, 1, 1],
+                                 "subgoal_planner_config": [{"constraint": "box", "open_gripper": 0},
+                                                            {"close_gripper": 0}, {"open_gripper": 0}]}}}))
+    return path
+
+
+def test_cli_run_uses_the_models_planning_json(tiny_model_with_planning, tmp_path, capsys):
+    """`robot run` plans as `eval` does: the model's view and size for the sim, the task's sub-goal schedule, the
+    per-sub-goal gripper settings and the task's episode length."""
+    from vjepa2_ac.data import EpisodeFile
+
+    out = tmp_path / "runs"
+    code = cli(["run", "--driver", "sim", "--task", "pick_place", "--model", str(tiny_model_with_planning),
+                "--dry-run", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "planning.json (task pick_place, 3 steps, 3 goal images)" in printed and "step   3/3" in printed
+    (episode,) = out.glob("*dryrun.h5")
+    with EpisodeFile(episode) as ep:
+        assert ep.frames().shape[1:] == (32, 32, 3)  # the planning config's image size, not the env's 256
+        extras = ep.extras()
+        np.testing.assert_array_equal(extras["goal_index"][:3], [0, 1, 2])
+        dg = extras["requested_action"][:3, 6]  # forced open, close, open (one CEM iteration: the mean reaches 0.85)
+        np.testing.assert_allclose(dg, [-0.85, 0.85, -0.85], atol=1e-3)
+
+
+def test_cli_run_flags_override_the_planning_json(tiny_model_with_planning, tmp_path, capsys):
+    out = tmp_path / "runs"
+    code = cli(["run", "--driver", "sim", "--task", "pick-place", "--model", str(tiny_model_with_planning),
+                "--switch-after", "2", "1", "--steps", "2", "--image-size", "48", "--dry-run", "--out", str(out)])
+    assert code == 0
+    assert "step   2/2" in capsys.readouterr().out
+    from vjepa2_ac.data import EpisodeFile
+
+    (episode,) = out.glob("*dryrun.h5")
+    with EpisodeFile(episode) as ep:
+        assert ep.frames().shape[1:] == (48, 48, 3)
+        np.testing.assert_array_equal(ep.extras()["goal_index"][:2], [0, 0])  # 2 steps on the first sub-goal
+    # --planning none: built-in defaults (reach: one goal image, 20 steps)
+    code = cli(["run", "--driver", "sim", "--image-size", "32", "--model", str(tiny_model_with_planning),
+                "--planning", "none", "--steps", "1", "--samples", "4", "--iterations", "1", "--dry-run",
+                "--no-record", "--out", str(out)])
+    assert code == 0
+    assert "planning: built-in defaults (task reach, 1 steps, 1 goal image)" in capsys.readouterr().out
+
+
+def test_cli_run_rejects_unusable_planning_input(tiny_model_with_planning, tmp_path):
+    goal = tmp_path / "g.png"
+    assert cli(["capture-goal", "--driver", "sim", "--sim-goal", "--image-size", "32", "--out", str(goal)]) == 0
+    base = ["run", "--driver", "sim", "--image-size", "32", "--model", str(tiny_model_with_planning), "--dry-run",
+            "--no-record", "--out", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit, match="no switch rule"):  # reach has none: the sub-goals would be ignored
+        cli([*base, "--subgoals", str(goal), str(goal)])
+    with pytest.raises(SystemExit, match="needs at least two sub-goal images"):  # the reach scene has one goal
+        cli([*base, "--switch-after", "2"])
+    with pytest.raises(SystemExit, match="--planning: planning config not found"):
+        cli([*base, "--goal", str(goal), "--planning", str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit, match="--task: unknown task 'stack'"):
+        cli([*base, "--goal", str(goal), "--task", "stack"])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tasks": {"reach": {"max_steps": 0}}}))
+    with pytest.raises(SystemExit, match="--planning: .*max_steps"):
+        cli([*base, "--goal", str(goal), "--planning", str(bad)])
+
+
+def test_sim_driver_composite_view_has_no_pinhole_intrinsics():
+    from envs.robot import SimDriver
+
+    driver = SimDriver("reach", image_size=(32, 32), camera="dual")
+    try:
+        with pytest.raises(RuntimeError, match="composite view 'dual'"):
+            driver.intrinsics  # noqa: B018
+        assert driver.read().image.shape == (32, 32, 3)
+    finally:
+        driver.close()

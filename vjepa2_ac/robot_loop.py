@@ -5,6 +5,8 @@
 
     sim = SimDriver()
     agent = build_agent(world_model, goal=sim.goal_image, planner="cem", samples=100)
+    # or with a model's planning.json (its planner and per-task settings, as `eval` uses them):
+    # agent = build_agent_from_planning(world_model, PlanningConfig.load(model_dir), "reach", goal=sim.goal_image)
     with SafeDriver(sim, SafetyLimits(), camera=sim) as robot:
         run = run_robot_episode(robot, agent, steps=20, episode_path="runs/ep_000.h5")
 
@@ -70,6 +72,57 @@ def build_agent(
     if subgoals is not None:
         return MPCAgent(world_model, plan, subgoals=list(subgoals), switch_after=switch_after, seed=seed)
     return MPCAgent(world_model, plan, goal=goal, seed=seed)
+
+
+def build_agent_from_planning(
+    world_model: Any,
+    planning: Any,
+    task: str,
+    *,
+    goal: np.ndarray | None = None,
+    subgoals: Sequence[np.ndarray] | None = None,
+    switch_after: Sequence[int] | None = None,
+    require_subgoals: bool = False,
+    planner: str | None = None,
+    seed: int | None = 0,
+    **planner_overrides: Any,
+) -> Any:
+    """``MPCAgent`` for ``task`` with a :class:`~vjepa2_ac.planning_config.PlanningConfig`, as ``eval`` builds it:
+    the file's planner, the task's per-sub-goal settings and switch schedule.
+
+    goal / subgoals: uint8 ``[H, W, 3]`` images; the agent plans through ``subgoals`` when the task has a switch
+    rule (``switch_after`` here overrides the file's), else to ``goal`` (default: the last sub-goal).
+    require_subgoals: raise ``ValueError`` when the sub-goals would not be used (fewer than two, or no switch rule).
+    planner_overrides: config fields (``samples``, ``iterations``, ``horizon`` ...; ``None`` values are ignored);
+    ``samples`` below the file's ``topk`` lowers ``topk`` to it.
+    """
+    from dataclasses import replace
+
+    from vjepa2_ac.evaluation import make_agent
+    from vjepa2_ac.planning_config import task_name
+
+    overrides = {k: v for k, v in planner_overrides.items() if v is not None}
+    settings = planning.task(task)
+    if switch_after is not None:
+        settings = replace(settings, switch_after=[int(n) for n in switch_after], switch_energy=None)
+        planning = replace(planning, tasks={**planning.tasks, task_name(task): settings})
+    subgoals = list(subgoals) if subgoals is not None else []
+    if require_subgoals and len(subgoals) < 2:
+        raise ValueError(f"planning through sub-goals needs at least two sub-goal images, got {len(subgoals)}")
+    if require_subgoals and not settings.plans_subgoals:
+        raise ValueError(f"task {task!r} has no switch rule in the planning config, so the sub-goals would not be "
+                         "used; give switch_after (--switch-after: steps per sub-goal)")
+    if "samples" in overrides and "topk" not in overrides:
+        topk = getattr(planning.build_planner(task, planner=planner).config, "topk", None)
+        if topk is not None and topk > overrides["samples"]:
+            overrides["topk"] = overrides["samples"]
+    if goal is None and subgoals:
+        goal = subgoals[-1]
+    if goal is None:
+        raise ValueError("a goal image (or sub-goal images) is required")
+    info = {"goal_pixels": goal, "subgoals": subgoals}
+    return make_agent(world_model, planning, task, info, seed=0 if seed is None else seed, planner=planner,
+                      **overrides)
 
 
 class AgentPolicy:

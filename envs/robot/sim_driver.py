@@ -105,7 +105,14 @@ class SimDriver(DriverBase):
     # ------------------------------------------------------------------ Camera
     @property
     def intrinsics(self) -> CameraIntrinsics:
+        """Pinhole intrinsics of the rendered camera; ``RuntimeError`` for a composite view (``dual``: two cameras
+        stacked in one image have no single pinhole model)."""
+        from envs.scene_layout import COMPOSITE_CAMERAS
+
         cfg = self.env.unwrapped.cfg
+        if cfg.camera in COMPOSITE_CAMERAS:
+            raise RuntimeError(f"the composite view {cfg.camera!r} ({' over '.join(COMPOSITE_CAMERAS[cfg.camera])}) "
+                               "has no single pinhole intrinsics")
         h, w = cfg.image_size
         fovy = 50.0
         model = getattr(self.env.unwrapped.sim, "model", None)

@@ -2,8 +2,14 @@
 
     vjepa2-ac robot run --driver franky --host 172.16.0.2 --camera realsense --model DIR --goal goal.png
     vjepa2-ac robot run --driver franky --host ... --goal g.png --subgoals a.png b.png --switch-after 4 10 4
-    vjepa2-ac robot run --driver sim --model DIR --steps 20           # SimDriver; goal = the task's goal render
+    vjepa2-ac robot run --driver sim --model vjepa2-ac-sim-small --task pick_place   # SimDriver; the task's sub-goals
     vjepa2-ac robot capture-goal --camera realsense --out goal.png
+
+``run`` plans with the model's ``planning.json`` (as ``eval`` and ``demo`` do; ``--planning`` names another file, or
+``none`` for the built-in defaults): its planner and settings for ``--task`` (per-sub-goal gripper and constraint
+settings, the sub-goal switch schedule, the number of steps) and, with ``--driver sim``, its camera view and image
+size. ``--planner``, ``--preset``, ``--samples``, ``--iterations``, ``--horizon``, ``--switch-after`` and ``--steps``
+override it.
 
 Every command goes through ``envs.robot.SafeDriver`` (``--limits`` YAML, default ``limits_default.yaml``);
 ``--dry-run`` plans, checks and logs every command but moves nothing. Each run is recorded as an episode
@@ -30,9 +36,14 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera-source", default="0", help="OpenCV device index or video path (default: 0)")
     p.add_argument("--camera-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=(640, 480))
     p.add_argument("--fps", type=int, default=30, help="camera frame rate")
-    p.add_argument("--task", default="reach", help="sim task: reach | grasp | reach_with_object | pick_place")
+    p.add_argument("--task", default="reach",
+                   help="reach | grasp | reach_with_object | pick_place: the sim scene, and the planning settings used")
+    p.add_argument("--object", default="cube", help="sim object: cube | cup")
     p.add_argument("--seed", type=int, default=0, help="sim scene seed and planner seed")
-    p.add_argument("--image-size", type=int, default=256, help="sim camera image size (pixels)")
+    p.add_argument("--image-size", type=int, help="sim camera image size (pixels; default: the planning config's "
+                   "with run, 256 with capture-goal)")
+    p.add_argument("--sim-view", help="sim camera view, e.g. dual, exterior_1 (default: the planning config's with "
+                   "run, exterior_1 with capture-goal)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +56,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run_p.add_argument("--goal", type=Path, help="goal image (PNG/JPEG); default with --driver sim: the task goal")
     run_p.add_argument("--subgoals", type=Path, nargs="+", help="sub-goal images, in order (the last is the goal)")
     run_p.add_argument("--switch-after", type=int, nargs="+", help="steps spent on each sub-goal (e.g. 4 10 4)")
-    run_p.add_argument("--steps", type=int, default=30, help="number of actions to execute")
-    run_p.add_argument("--planner", choices=("cem", "mppi", "icem"), default="cem")
-    run_p.add_argument("--preset", choices=("paper", "official"), default="paper", help="CEM preset")
+    run_p.add_argument("--planning", help="planning.json (file or directory) giving the planner and the --task "
+                       "settings; 'none': built-in defaults (default: the model's own planning.json)")
+    run_p.add_argument("--steps", type=int, help="number of actions to execute (default: the task's max_steps in "
+                       "the planning config)")
+    run_p.add_argument("--planner", choices=("cem", "mppi", "icem"), help="planner (default: the planning config's)")
+    run_p.add_argument("--preset", choices=("paper", "official"), help="CEM preset (default: the planning config's)")
     run_p.add_argument("--samples", type=int, help="planner samples (override)")
     run_p.add_argument("--iterations", type=int, help="planner iterations (override)")
     run_p.add_argument("--horizon", type=int, help="planning horizon (override)")
@@ -74,11 +88,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def _make_driver(args: argparse.Namespace) -> Any:
+def _sim_task(task: str) -> str:
+    """``--task`` as the sim driver names it (``pick-place`` -> ``pick_place``); a clear exit if unknown."""
+    from vjepa2_ac.planning_config import task_name
+
+    try:
+        return task_name(task).replace("-", "_")
+    except ValueError as err:
+        raise SystemExit(f"--task: {err}") from None
+
+
+def _make_driver(args: argparse.Namespace, planning: Any = None) -> Any:
+    """The robot backend; ``--driver sim`` renders the planning config's view and size (``--sim-view`` /
+    ``--image-size`` win), or the env defaults without one."""
     from envs.robot import FrankyDriver, PandaPyDriver, SimDriver
 
     if args.driver == "sim":
-        return SimDriver(args.task, seed=args.seed, image_size=args.image_size)
+        task = _sim_task(args.task)
+        kwargs = planning.env_kwargs_for(task, object=args.object) if planning is not None else {
+            "object": args.object}
+        if args.image_size is not None:
+            kwargs["image_size"] = (args.image_size, args.image_size)
+        if args.sim_view is not None:
+            kwargs["camera"] = args.sim_view
+        try:
+            return SimDriver(task, seed=args.seed, **kwargs)
+        except ValueError as err:
+            raise SystemExit(f"--driver sim: {err}") from None
     if not args.host:
         raise SystemExit(f"--host is required with --driver {args.driver}")
     if args.driver == "franky":
@@ -143,34 +179,56 @@ def _run(args: argparse.Namespace) -> int:
 
     from envs.robot import SafeDriver, SafetyLimits, SimDriver
     from vjepa2_ac import WorldModel
-    from vjepa2_ac.robot_loop import build_agent, run_robot_episode
+    from vjepa2_ac.robot_loop import build_agent_from_planning, run_robot_episode
+    from vjepa2_ac.world_model import resolve_model_dir
 
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise SystemExit(f"--steps must be >= 1, got {args.steps}")
     if args.subgoals and args.goal:
         raise SystemExit("pass either --goal or --subgoals, not both")
-    if args.switch_after and not args.subgoals:
+    if args.driver != "sim" and not args.host:
+        raise SystemExit(f"--host is required with --driver {args.driver}")
+    if args.switch_after and not args.subgoals and args.driver != "sim":
         raise SystemExit("--switch-after needs --subgoals")
+    task = _sim_task(args.task)
     limits = SafetyLimits.from_yaml(args.limits) if args.limits else SafetyLimits()
-    driver = _make_driver(args)
-    camera = _make_camera(args, driver)
+    try:
+        model_dir = resolve_model_dir(args.model)
+    except OSError as err:
+        raise SystemExit(f"--model: {err}") from None
+    planning = _load_planning(args.planning, model_dir)
+    if args.preset is not None:
+        planning.planner_preset = args.preset
+    steps = args.steps if args.steps is not None else planning.task(task).max_steps
+    goal, subgoals = None, None
     if args.subgoals:
-        goal, subgoals = None, [load_image(p) for p in args.subgoals]
+        subgoals = [load_image(p) for p in args.subgoals]
     elif args.goal:
-        goal, subgoals = load_image(args.goal), None
-    elif isinstance(driver, SimDriver) and driver.goal_image is not None:
-        if args.task == "pick_place" and driver.subgoal_images:
-            goal, subgoals = None, driver.subgoal_images
-        else:
-            goal, subgoals = driver.goal_image, None
-    else:
+        goal = load_image(args.goal)
+    elif args.driver != "sim":
         raise SystemExit("--goal (or --subgoals) is required with a real robot; capture one with "
                          "`vjepa2-ac robot capture-goal --out goal.png`")
     torch.manual_seed(args.seed)
-    world_model = WorldModel.from_pretrained(args.model, device=args.device)
-    agent = build_agent(world_model, goal, subgoals=subgoals, switch_after=args.switch_after, planner=args.planner,
-                        preset=args.preset, seed=args.seed, samples=args.samples, iterations=args.iterations,
-                        horizon=args.horizon)
+    world_model = WorldModel.from_pretrained(model_dir, device=args.device)  # before connecting to the robot
+    driver = _make_driver(args, planning)
+    camera = None
+    try:
+        camera = _make_camera(args, driver)
+        if goal is None and subgoals is None:  # the sim task's own goal (and sub-goal) renders
+            goal, subgoals = driver.goal_image, (driver.subgoal_images or None)
+        try:
+            agent = build_agent_from_planning(
+                world_model, planning, task, goal=goal, subgoals=subgoals, switch_after=args.switch_after,
+                require_subgoals=bool(args.subgoals or args.switch_after), planner=args.planner, seed=args.seed,
+                samples=args.samples, iterations=args.iterations, horizon=args.horizon)
+        except ValueError as err:
+            raise SystemExit(f"robot run: {err}") from None
+    except BaseException:
+        for part in {id(x): x for x in (camera, driver) if x is not None}.values():
+            part.close()
+        raise
+    print(f"planning: {planning.source or 'built-in defaults'} (task {task}, {steps} steps, "
+          f"{len(agent.goals)} goal image{'s' if len(agent.goals) > 1 else ''})", flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"{args.driver}_{stamp}{'_dryrun' if args.dry_run else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -178,18 +236,21 @@ def _run(args: argparse.Namespace) -> int:
     episode_path = None if args.no_record else args.out / f"{name}.h5"
 
     def report(step: int, info: dict) -> None:
-        print(f"step {step + 1:3d}/{args.steps}  energy {info.get('energy', float('nan')):.4f}  "
+        print(f"step {step + 1:3d}/{steps}  energy {info.get('energy', float('nan')):.4f}  "
               f"plan {info['policy_s'] * 1e3:7.1f} ms  action {[round(float(a), 4) for a in info['action']]}",
               flush=True)
 
     success = (lambda: bool(driver.last_info.get("is_success"))) if isinstance(driver, SimDriver) else None
+    done = None
+    if success is not None and planning.stop_on_success and not args.dry_run:
+        done = lambda step, state: success()  # noqa: E731  (the sim task reports success: stop there)
     with SafeDriver(driver, limits, camera=camera, dry_run=args.dry_run, log_path=log_path) as robot:
         if args.home:
             robot.home()
-        episode = run_robot_episode(robot, agent, steps=args.steps, episode_path=episode_path,
+        episode = run_robot_episode(robot, agent, steps=steps, episode_path=episode_path,
                                     metadata={"command": "vjepa2-ac robot run", "model": str(args.model),
-                                              "task": args.task if args.driver == "sim" else ""},
-                                    success=success, on_step=report)
+                                              "task": task, "planning": planning.source or ""},
+                                    success=success, done=done, on_step=report)
     loop = episode.loop
     summary = loop.summary()
     print(f"{loop.steps} steps; loop overhead median {summary.get('overhead_median_ms', float('nan')):.2f} ms; "
@@ -197,9 +258,23 @@ def _run(args: argparse.Namespace) -> int:
     if episode.path is not None:
         print(f"episode: {episode.path}")
     print(f"command log: {log_path}")
+    if success is not None and loop.error is None:
+        print("success" if success() else "not successful", f"after {loop.steps} steps")
     if loop.error is not None:
         print(f"STOPPED: {loop.stopped_by}")
     return _exit_code(loop.error)
+
+
+def _load_planning(spec: str | None, model_dir: Path) -> Any:
+    """``--planning``: a file or directory, ``none`` (built-in defaults), or ``None`` (the model's own)."""
+    from vjepa2_ac.planning_config import PlanningConfig
+
+    try:
+        if spec is not None and spec.lower() == "none":
+            return PlanningConfig()
+        return PlanningConfig.load(model_dir if spec is None else spec)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--planning: {err}") from None
 
 
 def _capture_goal(args: argparse.Namespace) -> int:

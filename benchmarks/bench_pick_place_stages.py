@@ -6,8 +6,10 @@ reported). No model is needed. Per cell (task x object x backend x policy) the t
 
 * **open at object**: at some step towards the first sub-goal (grasp) the open gripper's pinch point is within 2 cm
   of the object, which it does not hold;
-* **grasped**: both fingers touch the object at some step while planning towards the first sub-goal (grasp);
+* **grasped**: both fingers touch the object at some step of the first phase (on the way to the grasp sub-goal);
 * **held at switch**: the object is grasped at the last step before the switch to the second sub-goal (lift);
+  with the task's ``subgoal_order`` (e.g. ``[0, 0, 1, 2]``: a second phase closes the gripper in place), phases
+  are mapped to their sub-goal images, so "switch" is the first step planned towards the lift image;
 * **kept 3 steps**: ... and still grasped for the first 3 steps towards the second sub-goal;
 * **opens at switch**: ... and the first action towards the second sub-goal opens the gripper (negative command);
 * **lifted 5 cm**: the object rose >= 5 cm above its rest height at some step;
@@ -76,15 +78,17 @@ def choice_energies(wm, env, episode: dict, steps: int, choice: str) -> np.ndarr
     return np.stack([predicted, real], axis=1)
 
 
-def replay_episode(env, episode: dict) -> tuple[dict[str, bool], dict[str, int]]:
+def replay_episode(env, episode: dict, order: list[int] | None = None) -> tuple[dict[str, bool], dict[str, int]]:
     """Re-run one recorded pick-and-place episode; returns the stage flags of the module docstring and the step
     counts after which the ``--model`` choices are scored (``"grasp"``: the first open-at-object state,
-    ``"release"``: the held-at-switch state; absent when the episode has none)."""
+    ``"release"``: the held-at-switch state; absent when the episode has none). ``order``: the planning config's
+    ``subgoal_order`` (the recorded goal indices are phases)."""
     env.reset(seed=episode["seed"])
     base = env.unwrapped
     sim = base.sim
     actions = np.asarray(episode["actions"], dtype=np.float32)  # [T, 7]
-    goal_indices = list(episode["goal_indices"])
+    phases = list(episode["goal_indices"])
+    goal_indices = [order[i] for i in phases] if order else phases  # the sub-goal image of each step
     grasped, heights, info, marks = [], [], {"is_success": False}, {}
     for t, (action, goal) in enumerate(zip(actions, goal_indices)):
         _, _, _, _, info = env.step(action)
@@ -100,7 +104,7 @@ def replay_episode(env, episode: dict) -> tuple[dict[str, bool], dict[str, int]]
         marks["release"] = switch
     return {
         "open at object": "grasp" in marks,
-        "grasped": any(g for g, i in zip(grasped, goal_indices) if i == 0),
+        "grasped": any(g for g, i in zip(grasped, phases) if i == 0),
         "held at switch": held,
         "kept 3 steps": held and all(grasped[switch:switch + KEEP_STEPS]),
         "opens at switch": held and bool(actions[switch, 6] < 0),
@@ -116,9 +120,10 @@ def replay_cell(cell: dict, planning: PlanningConfig, wm=None) -> tuple[dict[str
                    max_steps=max(len(e["actions"]) for e in cell["episode_results"]))
     counts = dict.fromkeys(COLUMNS, 0)
     mismatched, energies = [], {choice: [] for choice in CHOICES}
+    order = planning.task("pick-place").subgoal_order
     try:
         for episode in cell["episode_results"]:
-            flags, marks = replay_episode(env, episode)
+            flags, marks = replay_episode(env, episode, order)
             counts["episodes"] += 1
             for key, value in flags.items():
                 counts[key] += int(value)

@@ -103,3 +103,26 @@ def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
     for _, _, first, second, prefers in cells:  # the expert's episode has one state of each kind
         assert float(first.split(": ")[1]) > 0 and float(second.split(": ")[1]) > 0
         assert prefers.split(": ")[1] in ("0/1", "1/1")
+    # phases (subgoal_order [0, 0, 1, 2]: close in place on the grasp image, then lift): same stages
+    bench, env = load("bench_pick_place_stages"), make_env(planning, "pick-place", max_steps=80)
+    try:
+        phased = {**episodes[0], "goal_indices": [0] * (switch - 1) + [1] + [2] * (len(actions) - switch)}
+        flags, marks = bench.replay_episode(env, phased, order=[0, 0, 1, 2])
+        assert flags == bench.replay_episode(env, episodes[0])[0] and marks["release"] == switch
+        assert flags["held at switch"] and flags["success"]
+    finally:
+        env.close()
+
+
+def test_grasp_precision_plans_towards_the_grasp_pose_and_measures_the_tolerance(monkeypatch, capsys):
+    bench = load("bench_grasp_precision")
+    assert bench.parse_config("it10:iterations=10,constraint=box") == ("it10", {"iterations": 10, "constraint": "box"})
+    monkeypatch.setattr(sys, "argv", ["bench_grasp_precision.py", "--scenes", "1", "--starts", "1", "--steps", "1",
+                                      "--configs", "shipped", "--tolerance", "0"])
+    bench.main()
+    rows = {r.split("|")[1].strip(): r.split("|")[2:-1] for r in capsys.readouterr().out.splitlines()
+            if r.startswith("| ") and "/1 |" in r}
+    assert set(rows) == {"planner: shipped", "no planning, 0 cm off"}
+    start, after = (float(x) for x in rows["planner: shipped"][0].split())
+    assert start >= 1.5 and after < start  # one step of the shipped planner moves the open gripper onto the cube
+    assert rows["no planning, 0 cm off"][1].strip().startswith("0.00 /")  # no xy error when put on the grasp pose

@@ -236,7 +236,7 @@ def test_pick_place_episode_uses_the_subgoal_planners(tiny_model_dir):
     try:
         result = run_episode(env, wm, per_goal, "pick-place", seed=4)
         per_goal.tasks["pick-place"] = replace(settings, subgoal_planner_config=[{}, {}])
-        with pytest.raises(ValueError, match="subgoal_planner_config has 2 entries, the env gives 3"):
+        with pytest.raises(ValueError, match="subgoal_planner_config has 2 entries for 3 sub-goals"):
             run_episode(env, wm, per_goal, "pick-place", seed=4)
     finally:
         env.close()
@@ -437,3 +437,40 @@ def test_plots_check_their_inputs(tmp_path):
     path = plot_episode_sheet(tmp_path / "s.png", subgoals=[img], frames=np.stack([img] * 3), energies=[1.0, 0.5],
                               frame_energies=[1.1, 0.7], goal_indices=[0, 0])
     assert path.stat().st_size > 5_000
+
+
+def test_subgoal_order_plans_phases_over_the_envs_subgoal_images(tiny_model_dir):
+    """``subgoal_order`` [0, 0, 1, 2]: a second phase on the "grasped" image closes the gripper there (in place)
+    before the lift; ``switch_after`` and ``subgoal_planner_config`` then count phases."""
+    from dataclasses import replace
+
+    from vjepa2_ac.evaluation import load_world_model, make_agent, make_env, run_episode
+
+    wm, planning, _ = load_world_model(tiny_model_dir)
+    settings = TaskSettings(max_steps=4, switch_after=[1, 1, 1, 1], subgoal_order=[0, 0, 1, 2],
+                            subgoal_planner_config=[{"open_gripper": 0}, {"close_gripper": 0}, {"close_gripper": 0},
+                                                    {"open_gripper": 0}])
+    phased = replace(planning, tasks={**planning.tasks, "pick-place": settings})
+    env = make_env(phased, "pick-place")
+    try:
+        _, info = env.reset(seed=4)
+        agent = make_agent(wm, phased, "pick-place", info)
+        assert len(agent.goals) == 4
+        assert torch.equal(agent.goals[0], agent.goals[1])  # both phases plan to the "grasped" image's latent
+        placed = wm.encode(np.asarray(info["subgoals"][2])[None, None]).reshape(agent.goals[3].shape)
+        torch.testing.assert_close(agent.goals[3], placed)
+        assert not torch.allclose(agent.goals[1], agent.goals[2])
+        result = run_episode(env, wm, phased, "pick-place", seed=4)
+        assert result.goal_indices == [0, 1, 2, 3]
+        assert result.actions[0, 6] < 0 < result.actions[1, 6] and result.actions[2, 6] > 0 > result.actions[3, 6]
+        phased.tasks["pick-place"] = replace(settings, subgoal_order=[0, 3])
+        with pytest.raises(ValueError, match=r"subgoal_order names sub-goal\(s\) \[3\]; the env gives 3"):
+            make_agent(wm, phased, "pick-place", info)
+        phased.tasks["pick-place"] = replace(settings, subgoal_order=[0, 1, 2], switch_after=[1, 1])
+        with pytest.raises(ValueError, match=r"subgoal_planner_config has 4 entries for 3 phases \(subgoal_order\)"):
+            make_agent(wm, phased, "pick-place", info)
+    finally:
+        env.close()
+    for bad in ([], [0, -1], [0, 1.5], "012", [True]):
+        with pytest.raises(ValueError, match="subgoal_order must be a non-empty list"):
+            TaskSettings(subgoal_order=bad)

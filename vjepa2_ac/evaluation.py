@@ -174,15 +174,22 @@ def make_agent(world_model: Any, planning: PlanningConfig, task: str, info: dict
     settings = planning.task(task)
     subgoals = list(info.get("subgoals") or [])
     if settings.plans_subgoals and len(subgoals) > 1:
+        phase = "sub-goals"
+        if settings.subgoal_order is not None:  # phases: which sub-goal image each one plans to
+            bad = [i for i in settings.subgoal_order if i >= len(subgoals)]
+            if bad:
+                raise ValueError(f"planning config: tasks[{task!r}].subgoal_order names sub-goal(s) {bad}; the env "
+                                 f"gives {len(subgoals)} (indices 0..{len(subgoals) - 1})")
+            subgoals, phase = [subgoals[i] for i in settings.subgoal_order], "phases (subgoal_order)"
         switch_after, per_goal = settings.switch_after, settings.subgoal_planner_config
         if switch_after is not None and len(switch_after) not in (len(subgoals) - 1, len(subgoals)):
-            raise ValueError(f"planning config: tasks[{task!r}].switch_after has {len(switch_after)} entries, the "
-                             f"env gives {len(subgoals)} sub-goals (expected {len(subgoals) - 1} or {len(subgoals)})")
+            raise ValueError(f"planning config: tasks[{task!r}].switch_after has {len(switch_after)} entries for "
+                             f"{len(subgoals)} {phase} (expected {len(subgoals) - 1} or {len(subgoals)})")
         if per_goal is None:
             plan = planning.build_planner(task, planner=planner, **planner_overrides)
         elif len(per_goal) != len(subgoals):
-            raise ValueError(f"planning config: tasks[{task!r}].subgoal_planner_config has {len(per_goal)} entries, "
-                             f"the env gives {len(subgoals)} sub-goals")
+            raise ValueError(f"planning config: tasks[{task!r}].subgoal_planner_config has {len(per_goal)} entries "
+                             f"for {len(subgoals)} {phase}")
         else:
             plan = [planning.build_planner(task, planner=planner, subgoal=i, **planner_overrides)
                     for i in range(len(subgoals))]

@@ -19,7 +19,8 @@ Example file (every key optional; unknown keys are an error)::
 object, forced closed while lifting and carrying (the released CEM's ``close_gripper``) and forced open on the
 "placed" sub-goal (``open_gripper``). Grasp plans to its goal image only unless its task entry sets ``switch_after``
 (the paper's one-image protocol): a task plans through sub-goals only when it has a switch rule (``switch_after`` or
-``switch_energy``).
+``switch_energy``). ``subgoal_order`` plans phases over the env's sub-goal images, e.g. ``[0, 0, 1, 2]`` with four
+``switch_after`` and ``subgoal_planner_config`` entries: a second phase on the "grasped" image with its own settings.
 
 Task names are ``reach``, ``grasp``, ``reach-with-object``, ``pick-place`` (underscores are accepted too).
 """
@@ -79,6 +80,10 @@ class TaskSettings:
         and carries (the released CEM's ``close_gripper``; ``{"open_gripper": 0}`` on the last one releases the
         object at once). ``None``: one planner for every sub-goal. Not used when the episode plans to the final goal
         only (``plans_subgoals`` false, or a single goal image).
+    subgoal_order: the env sub-goal image (0-based) each phase plans to, in order; ``switch_after`` and
+        ``subgoal_planner_config`` then list phases. ``[0, 0, 1, 2]`` with ``[{"open_gripper": 0},
+        {"close_gripper": 0}, ...]`` closes the gripper while still planning to the "grasped" image (in place)
+        before lifting. ``None``: each sub-goal once.
     """
 
     max_steps: int = 20
@@ -87,6 +92,7 @@ class TaskSettings:
     use_subgoals: bool = True
     planner_config: dict[str, Any] = field(default_factory=dict)
     subgoal_planner_config: list[dict[str, Any]] | None = None
+    subgoal_order: list[int] | None = None
 
     @property
     def plans_subgoals(self) -> bool:
@@ -112,6 +118,12 @@ class TaskSettings:
                                      or not all(isinstance(d, dict) for d in per_goal)):
             raise ValueError(f"subgoal_planner_config must be a non-empty list of JSON objects (one per sub-goal), "
                              f"got {per_goal!r}")
+        order = self.subgoal_order
+        if order is not None:
+            if not isinstance(order, (list, tuple)) or not order or any(
+                    isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in order):
+                raise ValueError(f"subgoal_order must be a non-empty list of sub-goal indices >= 0, got {order!r}")
+            self.subgoal_order = [int(n) for n in order]
 
 
 def _default_tasks() -> dict[str, TaskSettings]:

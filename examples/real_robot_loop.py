@@ -7,7 +7,9 @@ Runs against the simulated Franka (``SimDriver``) by default; the same code driv
     python examples/real_robot_loop.py --driver franky --host 172.16.0.2 --goal goal.png --model DIR
 
 Without ``--model`` it uses the first bundled model, or else a tiny *untrained* model that only exercises the
-loop (the arm then wanders; the safety layer keeps it in the workspace).
+loop (the arm then wanders; the safety layer keeps it in the workspace). The model's ``planning.json`` sets the
+planner and, for the sim, the camera view and image size the model was trained on (``vjepa2-ac robot run`` is the
+full command-line version).
 """
 
 from __future__ import annotations
@@ -23,16 +25,20 @@ from PIL import Image  # noqa: E402
 
 from envs.robot import FrankyDriver, RealSenseCamera, SafeDriver, SafetyLimits, SimDriver  # noqa: E402
 from vjepa2_ac import WorldModel  # noqa: E402
-from vjepa2_ac.robot_loop import build_agent, run_robot_episode  # noqa: E402
+from vjepa2_ac.planning_config import PlanningConfig  # noqa: E402
+from vjepa2_ac.robot_loop import build_agent_from_planning, run_robot_episode  # noqa: E402
+from vjepa2_ac.world_model import resolve_model_dir  # noqa: E402
 
 
-def load_world_model(name_or_dir: str | None) -> WorldModel:
+def load_world_model(name_or_dir: str | None) -> tuple[WorldModel, PlanningConfig]:
+    """The world model and its planning settings (built-in defaults for the untrained fallback)."""
     from vjepa2_ac import bundled
 
     if name_or_dir is None and bundled.MODELS:
         name_or_dir = next(iter(bundled.MODELS))
     if name_or_dir is not None:
-        return WorldModel.from_pretrained(name_or_dir)
+        path = resolve_model_dir(name_or_dir)
+        return WorldModel.from_pretrained(path), PlanningConfig.load(path)
     from transformers import VJEPA2Config
 
     from vjepa2_ac import ACPredictor, ACPredictorConfig, Encoder
@@ -43,7 +49,7 @@ def load_world_model(name_or_dir: str | None) -> WorldModel:
                                    patch_size=16))
     predictor = ACPredictor(ACPredictorConfig(img_size=64, patch_size=16, embed_dim=64, predictor_embed_dim=64,
                                               depth=2, num_heads=4))
-    return WorldModel(encoder, predictor.eval())
+    return WorldModel(encoder, predictor.eval()), PlanningConfig()
 
 
 def main() -> None:
@@ -53,22 +59,23 @@ def main() -> None:
     parser.add_argument("--goal", help="goal image (default with sim: the task's goal render)")
     parser.add_argument("--model", help="world model directory or bundled name")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--samples", type=int, default=64, help="CEM samples (paper: 800)")
+    parser.add_argument("--samples", type=int, help="CEM samples (default: the model's planning.json; paper: 800)")
     parser.add_argument("--limits", help="safety limits YAML")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--out", default="runs/example_episode.h5")
     args = parser.parse_args()
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
 
-    if args.driver == "sim":
-        driver = camera = SimDriver("reach", seed=0)
+    world_model, planning = load_world_model(args.model)
+    if args.driver == "sim":  # rendered as the model saw its training data
+        driver = camera = SimDriver("reach", seed=0, **planning.env_kwargs_for("reach"))
     else:
         driver, camera = FrankyDriver(args.host), RealSenseCamera()
     goal = np.array(Image.open(args.goal).convert("RGB")) if args.goal else getattr(driver, "goal_image", None)
     if goal is None:
         raise SystemExit("--goal is required with a real robot (vjepa2-ac robot capture-goal --out goal.png)")
 
-    agent = build_agent(load_world_model(args.model), goal, samples=args.samples, iterations=5)
+    agent = build_agent_from_planning(world_model, planning, "reach", goal=goal, samples=args.samples)
     limits = SafetyLimits.from_yaml(args.limits) if args.limits else SafetyLimits()
     success = (lambda: bool(driver.last_info["is_success"])) if isinstance(driver, SimDriver) else None
 

@@ -79,3 +79,14 @@ def test_examples_compile_and_use_public_modules_only(path):
                 assert name.split(".")[0] in PUBLIC_MODULES, f"{path.name} imports {name}"
                 private = [p for p in name.split(".") if p.startswith("_") and p != "__future__"]
                 assert not private, f"{path.name} imports the private module {name}"
+
+
+def test_real_robot_loop_on_the_sim_renders_the_models_view(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from vjepa2_ac.data import EpisodeFile
+
+    out = tmp_path / "ep.h5"
+    run_example("real_robot_loop.py", ["--model", str(tiny_model_dir), "--steps", "2", "--samples", "8", "--dry-run",
+                                       "--out", str(out)], monkeypatch, tmp_path)
+    assert "episode saved to" in capsys.readouterr().out
+    with EpisodeFile(out) as ep:
+        assert ep.frames().shape == (3, 64, 64, 3)  # the planning.json's image size (the env default is 256)

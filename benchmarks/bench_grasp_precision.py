@@ -54,7 +54,7 @@ def parse_config(spec: str) -> tuple[str, dict]:
 
 
 def start_trial(env, rng: np.random.Generator, seed: int, offset: tuple[float, float]) -> tuple[np.ndarray, ...]:
-    """Reset to ``seed`` and put the open gripper off the grasp pose; returns the grasp pose, its rotation and the
+    """Reset to ``seed`` and put the open gripper off the grasp pose; returns the grasp pose (TCP position) and the
     object's start position."""
     base = env.unwrapped
     env.reset(seed=seed)
@@ -120,8 +120,7 @@ def main() -> None:
                 rng = np.random.default_rng([seed, k])
                 pinch, obj0 = start_trial(env, rng, seed, tuple(args.offset))
                 base = env.unwrapped
-                p0, m0, c0, op, oq = base.goal["configs"][0]
-                z_goal = wm.encode(base.render_configuration(p0, m0, c0, op, oq)[None, None])
+                z_goal = wm.encode(base.render_configuration(*base.goal["configs"][0])[None, None])  # "grasped"
                 planner = planning.build_planner("pick-place", subgoal=0, **overrides)
                 row = [tcp_error(env, pinch, obj0)]
                 for step in range(args.steps):

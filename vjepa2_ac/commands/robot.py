@@ -100,7 +100,8 @@ def _sim_task(task: str) -> str:
 
 def _make_driver(args: argparse.Namespace, planning: Any = None) -> Any:
     """The robot backend; ``--driver sim`` renders the planning config's view and size (``--sim-view`` /
-    ``--image-size`` win), or the env defaults without one."""
+    ``--image-size`` win), or the env defaults without one. ``_run`` has checked ``--host`` (before loading the
+    model); ``capture-goal`` builds only the sim driver."""
     from envs.robot import FrankyDriver, PandaPyDriver, SimDriver
 
     if args.driver == "sim":
@@ -115,8 +116,6 @@ def _make_driver(args: argparse.Namespace, planning: Any = None) -> Any:
             return SimDriver(task, seed=args.seed, **kwargs)
         except ValueError as err:
             raise SystemExit(f"--driver sim: {err}") from None
-    if not args.host:
-        raise SystemExit(f"--host is required with --driver {args.driver}")
     if args.driver == "franky":
         return FrankyDriver(args.host, dynamics_factor=args.dynamics_factor, realtime=not args.no_realtime)
     return PandaPyDriver(args.host, speed_factor=args.speed_factor)

@@ -44,6 +44,11 @@ class FrankaEnvConfig:
     randomize_lighting / randomize_table_color: appearance randomisation at reset.
     camera_jitter: std of exterior camera position / look-at jitter (m) at reset (0 = off).
     success_threshold: distance (m) for reach / place success.  render_goals: render goal images at reset.
+    goal_gripper_yaw: the gripper's yaw in the grasp and pick-and-place goal images: "object" turns it to the
+        object's faces (as the scripted expert grasps), "home" keeps the home orientation (all an xyz-only planner
+        can reach).
+    grasp_goal_gripper: the gripper in the first ("grasped") goal image of grasp and pick-and-place: "closed" on
+        the object, or "open" around it (the pre-grasp pose).
     terminate_on_success: end the episode when ``is_success`` first becomes true.
     msaa / shadows: MuJoCo render quality (MSAA 4 costs ~2x per frame on CPU rendering; renders larger than
         ``max(image_size)`` (min 256) are not possible).
@@ -70,6 +75,8 @@ class FrankaEnvConfig:
     camera_jitter: float = 0.0
     success_threshold: float = 0.05
     render_goals: bool = True
+    goal_gripper_yaw: str = "object"
+    grasp_goal_gripper: str = "closed"
     terminate_on_success: bool = False
     msaa: int = 0
     shadows: bool = False
@@ -91,6 +98,10 @@ class FrankaEnvConfig:
             raise ValueError(f"control_hz must be in (0, 100], got {self.control_hz}")
         if self.max_translation <= 0 or self.max_rotation <= 0:
             raise ValueError("max_translation and max_rotation must be > 0")
+        if self.goal_gripper_yaw not in ("object", "home"):
+            raise ValueError(f"goal_gripper_yaw must be 'object' or 'home', got {self.goal_gripper_yaw!r}")
+        if self.grasp_goal_gripper not in ("closed", "open"):
+            raise ValueError(f"grasp_goal_gripper must be 'closed' or 'open', got {self.grasp_goal_gripper!r}")
 
 
 def _make_sim(cfg: FrankaEnvConfig):
@@ -227,6 +238,10 @@ class FrankaEnv(gym.Env):
         symmetry = np.pi / 2 if self.cfg.object == "cube" else 0.0
         return _yaw_aligned(self._home_mat, object_quat, symmetry)
 
+    def _goal_mat(self, object_quat) -> np.ndarray:
+        """The gripper orientation of the grasp / pick-and-place goal images (``goal_gripper_yaw``)."""
+        return self._grasp_mat(object_quat) if self.cfg.goal_gripper_yaw == "object" else self._home_mat
+
     def _pinch_for_object(self, object_pos, object_quat) -> np.ndarray:
         return np.asarray(object_pos) + Rotation.from_quat(object_quat, scalar_first=True).apply(
             self.sim.grasp_offset)
@@ -240,6 +255,7 @@ class FrankaEnv(gym.Env):
             obj_quat = np.asarray(options["object_quat"], float)
         width = 2 * sim.object_half_width
         hold_g = sim.closedness_for_gap(width) if sim.has_object else 1.0
+        grasp_g = hold_g if cfg.grasp_goal_gripper == "closed" else 0.0  # the "grasped" goal image's gripper
         rest = sim.object_rest_z
         g = {"task": cfg.task, "hold_closedness": hold_g}
         if cfg.task == "reach":
@@ -253,9 +269,9 @@ class FrankaEnv(gym.Env):
             sim.reset(obj_pos, obj_quat)
             lifted = obj_pos + [0.0, 0.0, LIFT_HEIGHT]
             g["position"] = lifted
-            mat = self._grasp_mat(obj_quat)
+            mat = self._goal_mat(obj_quat)
             g["configs"] = [
-                (self._pinch_for_object(obj_pos, obj_quat), mat, hold_g, obj_pos, obj_quat),  # grasped, on the table
+                (self._pinch_for_object(obj_pos, obj_quat), mat, grasp_g, obj_pos, obj_quat),  # grasped, on the table
                 (self._pinch_for_object(lifted, obj_quat), mat, hold_g, lifted, obj_quat),  # lifted: the goal
             ]
         elif cfg.task == "reach_with_object":
@@ -277,10 +293,10 @@ class FrankaEnv(gym.Env):
             target = np.asarray(options.get("goal", target), float)[:2]
             placed = np.array([target[0], target[1], rest])
             over = placed + [0.0, 0.0, LIFT_HEIGHT]
-            mat = self._grasp_mat(obj_quat)
+            mat = self._goal_mat(obj_quat)
             g["position"] = placed
             g["configs"] = [
-                (self._pinch_for_object(obj_pos, obj_quat), mat, hold_g, obj_pos, obj_quat),  # grasped
+                (self._pinch_for_object(obj_pos, obj_quat), mat, grasp_g, obj_pos, obj_quat),  # grasped
                 (self._pinch_for_object(over, obj_quat), mat, hold_g, over, obj_quat),  # lifted over target
                 (self._pinch_for_object(placed, obj_quat), mat, 0.0, placed, obj_quat),  # placed, released
             ]

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -126,3 +127,18 @@ def test_grasp_precision_plans_towards_the_grasp_pose_and_measures_the_tolerance
     start, after = (float(x) for x in rows["planner: shipped"][0].split())
     assert start >= 1.5 and after < start  # one step of the shipped planner moves the open gripper onto the cube
     assert rows["no planning, 0 cm off"][1].strip().startswith("0.00 /")  # no xy error when put on the grasp pose
+
+
+def test_goal_image_pose_finds_the_energy_minimum_and_grasps(monkeypatch, capsys):
+    bench = load("bench_goal_image_pose")
+    half = np.radians(35.0)  # a cube turned 70 deg is 20 deg off a face
+    assert bench.relative_yaw_deg(np.array([np.cos(half), 0, 0, np.sin(half)])) == pytest.approx(20.0)
+    assert bench.grid_offsets(2.0, 2.0).shape == (27, 3)
+    monkeypatch.setattr(sys, "argv", ["bench_goal_image_pose.py", "--scenes", "1", "--grid", "2", "--reach", "2"])
+    bench.main()
+    out = capsys.readouterr().out
+    rows = {r.split("|")[1].strip(): r.split("|")[2:-1] for r in out.splitlines() if r.startswith("| ") and "/1 |" in r}
+    assert set(rows) == set(bench.VARIANTS)
+    # the goal image that matches the rendered gripper (home yaw, open) has its minimum on the grasp pose
+    assert float(rows["home yaw, open"][0]) == 0.0
+    assert "static close at the grasp pose: home-oriented" in out

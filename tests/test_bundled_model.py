@@ -102,3 +102,27 @@ def test_bundled_reach_budget_is_the_envs_episode_length():
         settings = cfg.task(task)
         assert settings.max_steps <= gymnasium.spec(cfg.env_id(task)).max_episode_steps, task
         assert sum(settings.switch_after or []) <= settings.max_steps, task
+
+
+@pytest.mark.parametrize("task", ["grasp", "pick-place"])
+def test_bundled_grasp_subgoal_is_a_pose_the_planner_can_reach(task):
+    """The bundled planner moves xyz only, so the gripper keeps its home orientation on the way to the object; the
+    first ("grasped") sub-goal image shows it there, closed on the object after the forced close (MODEL_CARD.md "Goal
+    images the planner can reach"), not turned to the object's faces as the scripted expert grasps."""
+    from vjepa2_ac.evaluation import make_env
+
+    cfg = PlanningConfig.load(bundled.model_dir(NAME))
+    settings = cfg.task(task)
+    phases = [{**cfg.planner_config, **settings.planner_config, **sub} for sub in settings.subgoal_planner_config]
+    assert not any(phase.get("search_rotation", False) for phase in phases)
+    assert phases[0].get("open_gripper") == 0 and phases[1].get("close_gripper") == 0
+    env = make_env(cfg, task, object="cube")
+    _, info = env.reset(seed=1001)
+    u = env.unwrapped
+    home = u.get_ee_state()
+    for state in info["subgoal_states"]:
+        np.testing.assert_allclose(state[3:6], home[3:6], atol=1e-4)  # the home orientation
+    grasped = info["subgoal_states"][0]
+    assert grasped[6] == np.float32(u.goal["hold_closedness"])  # closed on the object
+    assert np.linalg.norm(grasped[:3] - u.goal["configs"][0][0]) < 1e-6  # at the grasp point on the object
+    env.close()

@@ -139,6 +139,36 @@ def test_grasp_gives_a_grasped_then_a_lifted_subgoal():
     env.close()
 
 
+@pytest.mark.parametrize("env_id", ["vjepa2ac/FrankaGrasp-v0", "vjepa2ac/FrankaPickPlace-v0"])
+def test_goal_gripper_yaw_and_grasp_goal_gripper(env_id):
+    """``goal_gripper_yaw="home"`` renders the goal images with the home orientation, ``grasp_goal_gripper="open"``
+    the "grasped" image with the gripper open; the poses and the object are those of the default goals."""
+    default, home = make(env_id), make(env_id, goal_gripper_yaw="home", grasp_goal_gripper="open")
+    _, info_d = default.reset(seed=11)
+    _, info_h = home.reset(seed=11)
+    d, h = default.unwrapped, home.unwrapped
+    turn = np.degrees(np.arccos(np.clip((np.trace(d.goal["configs"][0][1] @ h._home_mat.T) - 1) / 2, -1, 1)))
+    assert turn > 5, f"seed 11 should turn the gripper to the cube (got {turn:.1f} deg)"  # guards the comparison
+    for (p, _, _, op, oq), (p2, m2, _, op2, oq2) in zip(d.goal["configs"], h.goal["configs"]):
+        np.testing.assert_array_equal(p, p2)
+        np.testing.assert_array_equal(op, op2)
+        np.testing.assert_array_equal(oq, oq2)
+        np.testing.assert_array_equal(m2, h._home_mat)
+    assert h.goal["configs"][0][2] == 0.0 and d.goal["configs"][0][2] == d.goal["hold_closedness"]
+    assert [c for _, _, c, *_ in h.goal["configs"][1:]] == [c for _, _, c, *_ in d.goal["configs"][1:]]
+    np.testing.assert_allclose(info_h["subgoal_states"][0][3:6], h.get_ee_state()[3:6], atol=1e-5)
+    assert not np.array_equal(info_d["subgoals"][0], info_h["subgoals"][0])
+    for img, (p, m, c, op, oq) in zip(info_h["subgoals"], h.goal["configs"]):
+        np.testing.assert_array_equal(img, h.render_configuration(p, m, c, op, oq))
+    default.close(), home.close()
+
+
+@pytest.mark.parametrize("kwargs", [{"goal_gripper_yaw": "object_faces"}, {"grasp_goal_gripper": 1.0}])
+def test_goal_gripper_options_are_validated(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        make("vjepa2ac/FrankaGrasp-v0", **kwargs)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_goal_images_are_goal_configuration_renders(backend):
     env = make("vjepa2ac/FrankaPickPlace-v0", backend=backend)

@@ -90,7 +90,8 @@ class ScriptedExpert:
         if not place:  # grasp task: lift and hold
             lift = e.goal["configs"][-1][0]
             return self._move(lift, grasp_mat if self.phase == 3 else ee_mat, 1.0)
-        place_pinch, place_mat = e.goal["configs"][-1][0], e.goal["configs"][-1][1]
+        place_pinch, *_, place_quat = e.goal["configs"][-1]
+        place_mat = e._grasp_mat(place_quat)  # the expert's own grasp yaw, whatever the goal images show
         over = place_pinch + [0.0, 0.0, LIFT_HEIGHT]
         if self.phase == 3:  # lift
             target = np.array([ee_pos[0], ee_pos[1], over[2]])

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from bench_grasp_precision import close_and_lift  # noqa: E402
+from bench_grasp_precision import close_and_lift, place_open_gripper  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from vjepa2_ac.evaluation import load_world_model, make_env  # noqa: E402
@@ -56,13 +56,8 @@ def grid_offsets(step_cm: float, reach_cm: float) -> np.ndarray:
 
 def static_grasp(env, seed: int, mat: np.ndarray) -> bool:
     """Reset to ``seed``, put the open gripper at the grasp pose with orientation ``mat``, close and lift."""
-    base = env.unwrapped
     env.reset(seed=seed)
-    pinch, _, _, obj_pos, obj_quat = base.goal["configs"][0]
-    base.sim.place(pinch, mat, 0.0, obj_pos, obj_quat)
-    base.sim.settle(0.2)
-    base._cmd_pos, base._cmd_mat = base.sim.ee_pose()  # the controller holds the placed pose
-    base._cmd_g = 0.0
+    place_open_gripper(env, env.unwrapped.goal["configs"][0][0], mat)
     return close_and_lift(env)
 
 

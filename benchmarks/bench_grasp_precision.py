@@ -61,11 +61,18 @@ def start_trial(env, rng: np.random.Generator, seed: int, offset: tuple[float, f
     pinch, mat, _, obj_pos, obj_quat = base.goal["configs"][0]
     r, angle = rng.uniform(*offset), rng.uniform(0, 2 * np.pi)
     start = pinch + np.array([r * np.cos(angle), r * np.sin(angle), rng.uniform(0.0, 0.015)])
-    base.sim.place(start, mat, 0.0, obj_pos, obj_quat)
+    place_open_gripper(env, start, mat)
+    return np.asarray(pinch, float), np.asarray(obj_pos, float).copy()
+
+
+def place_open_gripper(env, pos: np.ndarray, mat: np.ndarray) -> None:
+    """Put the open gripper at ``pos`` / ``mat`` (the object where the reset put it) and let the controller hold it."""
+    base = env.unwrapped
+    _, _, _, obj_pos, obj_quat = base.goal["configs"][0]
+    base.sim.place(pos, mat, 0.0, obj_pos, obj_quat)
     base.sim.settle(0.2)
     base._cmd_pos, base._cmd_mat = base.sim.ee_pose()  # the controller holds the placed pose
     base._cmd_g = 0.0
-    return np.asarray(pinch, float), np.asarray(obj_pos, float).copy()
 
 
 def tcp_error(env, pinch: np.ndarray, obj0: np.ndarray) -> np.ndarray:

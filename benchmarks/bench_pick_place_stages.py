@@ -4,6 +4,9 @@ Each pick-and-place episode of the file is re-run from its seed with its recorde
 deterministic, so the replay reproduces the episode; a replayed success that differs from the recorded one is
 reported). No model is needed. Per cell (task x object x backend x policy) the table counts episodes where:
 
+Sub-goals are named by what they show: with the env option ``pregrasp_height`` the "grasped" image is the second
+(after the open gripper over the object) and the stages below count the steps towards both as the grasp phase.
+
 * **open at object**: at some step towards the first sub-goal (grasp) the open gripper's pinch point is within 2 cm
   of the object, which it does not hold;
 * **grasped**: both fingers touch the object at some step of the first phase (on the way to the grasp sub-goal);
@@ -66,6 +69,7 @@ def choice_energies(wm, env, episode: dict, steps: int, choice: str) -> np.ndarr
     import torch
 
     goal, *pair, _ = CHOICES[choice]
+    goal += pregrasp_subgoals(env)
     obs, info = replay_to(env, episode, steps)
     actions = torch.as_tensor(np.stack(pair))[:, None]  # [2, 1, 7]
     with torch.no_grad():
@@ -76,6 +80,11 @@ def choice_energies(wm, env, episode: dict, steps: int, choice: str) -> np.ndarr
         frames = np.stack([replay_to(env, episode, steps, a)[0]["pixels"] for a in pair])
         real = wm.energy(wm.encode(frames[:, None]), z_goal).numpy()
     return np.stack([predicted, real], axis=1)
+
+
+def pregrasp_subgoals(env) -> int:
+    """1 when the env puts an open-gripper pre-grasp sub-goal before the "grasped" one (``pregrasp_height``), else 0."""
+    return int(env.unwrapped.cfg.pregrasp_height > 0)
 
 
 def replay_episode(env, episode: dict, order: list[int] | None = None) -> tuple[dict[str, bool], dict[str, int]]:
@@ -89,22 +98,24 @@ def replay_episode(env, episode: dict, order: list[int] | None = None) -> tuple[
     actions = np.asarray(episode["actions"], dtype=np.float32)  # [T, 7]
     phases = list(episode["goal_indices"])
     goal_indices = [order[i] for i in phases] if order else phases  # the sub-goal image of each step
+    first = pregrasp_subgoals(env)  # the "grasped" image; the steps towards it and any pre-grasp: the grasp phase
     grasped, heights, info, marks = [], [], {"is_success": False}, {}
     for t, (action, goal) in enumerate(zip(actions, goal_indices)):
         _, _, _, _, info = env.step(action)
         grasped.append(bool(sim.object_grasped()))
         heights.append(float(sim.object_pose()[0][2] - sim.object_rest_z))
         pinch = base.get_ee_pose()[0] - sim.grasp_offset
-        if (goal == 0 and "grasp" not in marks and base.get_commanded_state()[6] < 0.5 and not grasped[-1]
+        if (goal <= first and "grasp" not in marks and base.get_commanded_state()[6] < 0.5 and not grasped[-1]
                 and np.linalg.norm(pinch - sim.object_pose()[0]) < NEAR):
             marks["grasp"] = t + 1
-    switch = goal_indices.index(1) if 1 in goal_indices else None  # first step planned towards sub-goal 2
+    lift = first + 1
+    switch = goal_indices.index(lift) if lift in goal_indices else None  # first step planned towards the lift
     held = switch is not None and switch > 0 and grasped[switch - 1]
     if held:
         marks["release"] = switch
     return {
         "open at object": "grasp" in marks,
-        "grasped": any(g for g, i in zip(grasped, phases) if i == 0),
+        "grasped": any(g for g, i in zip(grasped, phases) if i <= first),
         "held at switch": held,
         "kept 3 steps": held and all(grasped[switch:switch + KEEP_STEPS]),
         "opens at switch": held and bool(actions[switch, 6] < 0),

@@ -49,6 +49,9 @@ class FrankaEnvConfig:
         can reach).
     grasp_goal_gripper: the gripper in the first ("grasped") goal image of grasp and pick-and-place: "closed" on
         the object, or "open" around it (the pre-grasp pose).
+    pregrasp_height: 0 (off) or the height (m) above the grasp pose of an extra first sub-goal image for grasp and
+        pick-and-place: the open gripper over the object, where the scripted expert starts its vertical descent
+        (``envs.experts.APPROACH_HEIGHT``, 0.10). A planner that moves there first descends onto the object.
     terminate_on_success: end the episode when ``is_success`` first becomes true.
     msaa / shadows: MuJoCo render quality (MSAA 4 costs ~2x per frame on CPU rendering; renders larger than
         ``max(image_size)`` (min 256) are not possible).
@@ -77,6 +80,7 @@ class FrankaEnvConfig:
     render_goals: bool = True
     goal_gripper_yaw: str = "object"
     grasp_goal_gripper: str = "closed"
+    pregrasp_height: float = 0.0
     terminate_on_success: bool = False
     msaa: int = 0
     shadows: bool = False
@@ -102,6 +106,8 @@ class FrankaEnvConfig:
             raise ValueError(f"goal_gripper_yaw must be 'object' or 'home', got {self.goal_gripper_yaw!r}")
         if self.grasp_goal_gripper not in ("closed", "open"):
             raise ValueError(f"grasp_goal_gripper must be 'closed' or 'open', got {self.grasp_goal_gripper!r}")
+        if not 0.0 <= self.pregrasp_height <= 0.3:  # also rejects NaN
+            raise ValueError(f"pregrasp_height must be in [0, 0.3] m (0 = no pre-grasp sub-goal), got {self.pregrasp_height!r}")
 
 
 def _make_sim(cfg: FrankaEnvConfig):
@@ -242,6 +248,13 @@ class FrankaEnv(gym.Env):
         """The gripper orientation of the grasp / pick-and-place goal images (``goal_gripper_yaw``)."""
         return self._grasp_mat(object_quat) if self.cfg.goal_gripper_yaw == "object" else self._home_mat
 
+    def _pregrasp_configs(self, object_pos, object_quat, mat) -> list[tuple]:
+        """``[]``, or the pre-grasp sub-goal config (open gripper ``pregrasp_height`` above the grasp pose)."""
+        if self.cfg.pregrasp_height == 0.0:
+            return []
+        above = self._pinch_for_object(object_pos, object_quat) + [0.0, 0.0, self.cfg.pregrasp_height]
+        return [(above, mat, 0.0, object_pos, object_quat)]
+
     def _pinch_for_object(self, object_pos, object_quat) -> np.ndarray:
         return np.asarray(object_pos) + Rotation.from_quat(object_quat, scalar_first=True).apply(
             self.sim.grasp_offset)
@@ -271,6 +284,7 @@ class FrankaEnv(gym.Env):
             g["position"] = lifted
             mat = self._goal_mat(obj_quat)
             g["configs"] = [
+                *self._pregrasp_configs(obj_pos, obj_quat, mat),  # (option) open, over the object
                 (self._pinch_for_object(obj_pos, obj_quat), mat, grasp_g, obj_pos, obj_quat),  # grasped, on the table
                 (self._pinch_for_object(lifted, obj_quat), mat, hold_g, lifted, obj_quat),  # lifted: the goal
             ]
@@ -296,6 +310,7 @@ class FrankaEnv(gym.Env):
             mat = self._goal_mat(obj_quat)
             g["position"] = placed
             g["configs"] = [
+                *self._pregrasp_configs(obj_pos, obj_quat, mat),  # (option) open, over the object
                 (self._pinch_for_object(obj_pos, obj_quat), mat, grasp_g, obj_pos, obj_quat),  # grasped
                 (self._pinch_for_object(over, obj_quat), mat, hold_g, over, obj_quat),  # lifted over target
                 (self._pinch_for_object(placed, obj_quat), mat, 0.0, placed, obj_quat),  # placed, released

@@ -1,4 +1,4 @@
-"""Pick and place the cube through three sub-goal images with MPC, then save a video and a summary sheet.
+"""Pick and place the cube through the sub-goal images of its planning.json with MPC, then save a video and a summary sheet.
 
     python examples/pick_and_place.py [--model DIR_OR_NAME] [--object cube] [--seed 0] [--out pick_place_out]
 """
@@ -25,7 +25,7 @@ except ModelNotAvailable as err:
     raise SystemExit(f"pick_and_place.py: {err}") from None
 env = make_env(planning, "pick-place", object=args.object, backend=args.backend)  # model's camera + image size
 obs, info = env.reset(seed=args.seed)
-# Three sub-goals (grasped, lifted over the target, placed), switched on the schedule in planning.json.
+# Sub-goals (bundled model: over the object, grasped, lifted over the target, placed), on planning.json's schedule.
 agent = make_agent(world_model, planning, "pick-place", info, seed=args.seed)
 frames = [obs["pixels"]]
 for _ in range(args.max_steps or planning.task("pick-place").max_steps):

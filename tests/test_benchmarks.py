@@ -109,8 +109,22 @@ def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
     try:
         phased = {**episodes[0], "goal_indices": [0] * (switch - 1) + [1] + [2] * (len(actions) - switch)}
         flags, marks = bench.replay_episode(env, phased, order=[0, 0, 1, 2])
-        assert flags == bench.replay_episode(env, episodes[0])[0] and marks["release"] == switch
+        expected = bench.replay_episode(env, episodes[0])[0]
+        assert flags == expected and marks["release"] == switch
         assert flags["held at switch"] and flags["success"]
+    finally:
+        env.close()
+    # a pre-grasp sub-goal first (env option pregrasp_height): sub-goal 1 is the grasp, 2 the lift; same stages
+    pre = PlanningConfig.from_dict({**planning.to_dict(), "env_kwargs": {**planning.env_kwargs, "pregrasp_height": 0.1}})
+    env = make_env(pre, "pick-place", max_steps=80)
+    try:
+        assert bench.pregrasp_subgoals(env) == 1
+        shifted = {**episodes[0], "goal_indices": [0] * 2 + [1] * (switch - 2) + [2] * (len(actions) - switch)}
+        flags, marks = bench.replay_episode(env, shifted)
+        assert flags == expected == {"open at object": True, "grasped": True, "held at switch": True,
+                                     "kept 3 steps": True, "opens at switch": False, "lifted 5 cm": True,
+                                     "success": True}
+        assert marks["release"] == switch
     finally:
         env.close()
 

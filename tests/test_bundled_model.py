@@ -79,12 +79,16 @@ def test_bundled_planning_grasps_with_the_gripper_open_until_the_switch():
     is forced open and xyz searched in the box; the grasp sub-goal's first step closes it; pick-and-place opens on the
     placed sub-goal. reach and reach-with-object keep their single-goal settings."""
     cfg = PlanningConfig.load(bundled.model_dir(NAME))
-    expected = {"grasp": [(0, -1.0), (0, 1.0)], "pick-place": [(0, -1.0), (0, 1.0), (0, -1.0)]}
+    # the first two sub-goals: the pre-grasp (open gripper over the object), then the grasp (MODEL_CARD.md "A
+    # pre-grasp sub-goal"); both approach the object open, in the box
+    expected = {"grasp": [(0, -1.0), (0, -1.0), (0, 1.0)], "pick-place": [(0, -1.0), (0, -1.0), (0, 1.0), (0, -1.0)]}
+    assert cfg.env_kwargs["pregrasp_height"] == 0.1
     for task, forced in expected.items():
-        assert cfg.task(task).plans_subgoals
+        assert cfg.task(task).plans_subgoals and len(cfg.task(task).switch_after) in (len(forced) - 1, len(forced)), task
         spaces = [cfg.build_planner(task, subgoal=i).config.action_space() for i in range(len(forced))]
         assert [s.forced_gripper for s in spaces] == forced, task
-        assert spaces[0].constraint == "box" and all(s.constraint == "l1_ball" for s in spaces[1:]), task
+        assert [s.constraint for s in spaces[:2]] == ["box", "box"], task
+        assert all(s.constraint == "l1_ball" for s in spaces[2:]), task
     assert cfg.build_planner("reach-with-object").config.action_space().forced_gripper == (0, 1.0)
     assert cfg.build_planner("reach").config.action_space().forced_gripper is None
 
@@ -115,14 +119,15 @@ def test_bundled_grasp_subgoal_is_a_pose_the_planner_can_reach(task):
     settings = cfg.task(task)
     phases = [{**cfg.planner_config, **settings.planner_config, **sub} for sub in settings.subgoal_planner_config]
     assert not any(phase.get("search_rotation", False) for phase in phases)
-    assert phases[0].get("open_gripper") == 0 and phases[1].get("close_gripper") == 0
+    assert phases[0].get("open_gripper") == phases[1].get("open_gripper") == 0 and phases[2].get("close_gripper") == 0
     env = make_env(cfg, task, object="cube")
     _, info = env.reset(seed=1001)
     u = env.unwrapped
     home = u.get_ee_state()
     for state in info["subgoal_states"]:
         np.testing.assert_allclose(state[3:6], home[3:6], atol=1e-4)  # the home orientation
-    grasped = info["subgoal_states"][0]
+    above, grasped = info["subgoal_states"][:2]
+    assert above[6] == 0.0 and np.allclose(above[:3], grasped[:3] + [0.0, 0.0, 0.1], atol=1e-6)  # open, 10 cm up
     assert grasped[6] == np.float32(u.goal["hold_closedness"])  # closed on the object
-    assert np.linalg.norm(grasped[:3] - u.goal["configs"][0][0]) < 1e-6  # at the grasp point on the object
+    assert np.linalg.norm(grasped[:3] - u.goal["configs"][1][0]) < 1e-6  # at the grasp point on the object
     env.close()

@@ -325,7 +325,12 @@ def test_eval_writes_json_and_markdown_with_baselines(tiny_model_dir, tmp_path, 
         assert c["success_rate"] == sum(e["success"] for e in c["episode_results"]) / 2
         assert math.isfinite(c["mean_final_distance"]) and c["mean_final_distance"] > 0
     assert report["planning_source"].endswith("planning.json")
+    import mujoco
+    import torch
+
+    assert report["versions"]["mujoco"] == mujoco.__version__ and report["versions"]["torch"] == torch.__version__
     printed = capsys.readouterr().out
+    assert f"mujoco {mujoco.__version__}" in printed
     assert "| task | object | backend | policy | success |" in printed and "| reach | cube | mujoco | random |" in printed
 
 

@@ -163,6 +163,39 @@ def test_goal_gripper_yaw_and_grasp_goal_gripper(env_id):
     default.close(), home.close()
 
 
+@pytest.mark.parametrize("env_id", ["vjepa2ac/FrankaGrasp-v0", "vjepa2ac/FrankaPickPlace-v0"])
+def test_pregrasp_height_adds_an_open_gripper_subgoal_over_the_object(env_id):
+    """``pregrasp_height=h`` puts one sub-goal first: the open gripper h above the grasp pose, the object where it
+    rests; the other sub-goals are the default ones, and the scripted expert still succeeds."""
+    default, pre = make(env_id), make(env_id, pregrasp_height=0.1)
+    _, info_d = default.reset(seed=11)
+    _, info_p = pre.reset(seed=11)
+    d, p = default.unwrapped, pre.unwrapped
+    assert len(info_p["subgoals"]) == len(info_d["subgoals"]) + 1
+    first, grasped = p.goal["configs"][0], d.goal["configs"][0]
+    np.testing.assert_allclose(first[0], grasped[0] + [0.0, 0.0, 0.1], atol=1e-12)
+    np.testing.assert_array_equal(first[1], grasped[1])
+    assert first[2] == 0.0 and grasped[2] > 0.0  # open over the object; closed on it in the next image
+    np.testing.assert_array_equal(first[3], grasped[3])
+    for a, b in zip(p.goal["configs"][1:], d.goal["configs"]):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    for a, b in zip(info_p["subgoals"][1:], info_d["subgoals"]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(info_p["subgoals"][0], p.render_configuration(*first))
+    np.testing.assert_allclose(info_p["subgoal_states"][0][:3], first[0], atol=1e-6)
+    assert info_p["subgoal_states"][0][6] == 0.0
+    ok, _ = run_expert(pre, seed=11)
+    assert ok
+    default.close(), pre.close()
+
+
+@pytest.mark.parametrize("height", [-0.01, 0.5, float("nan")])
+def test_pregrasp_height_is_validated(height):
+    with pytest.raises(ValueError, match="pregrasp_height"):
+        make("vjepa2ac/FrankaGrasp-v0", pregrasp_height=height)
+
+
 @pytest.mark.parametrize("kwargs", [{"goal_gripper_yaw": "object_faces"}, {"grasp_goal_gripper": 1.0}])
 def test_goal_gripper_options_are_validated(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):

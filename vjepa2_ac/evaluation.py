@@ -96,6 +96,26 @@ def load_world_model(model: str | os.PathLike = BUNDLED_MODEL, *, checkpoint: st
     return wm.eval(), config, description
 
 
+SIMULATION_PACKAGES = ("mujoco", "pybullet", "torch", "numpy", "transformers", "gymnasium")
+
+
+def software_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a closed-loop result depends on (``None``: not installed).
+
+    Simulator releases change contacts and rendering (the same recorded actions leave the cup up to 3 cm apart under
+    MuJoCo 3.17 and 4.0, and the frames differ), so a success rate reproduces only with the same versions."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in SIMULATION_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def make_env(planning: PlanningConfig, task: str, *, object: str = "cube", backend: str = "mujoco",
              max_steps: int | None = None, **env_kwargs: Any):
     """``gymnasium.make`` for ``task`` with the planning config's camera and image size (imports ``envs``)."""

@@ -1,5 +1,5 @@
 """``vjepa2-ac demo``: one simulated episode planned by a world model from goal images (default: MuJoCo
-pick-and-place of the cube with the bundled model, three sub-goal images, CEM MPC). Writes the episode video
+pick-and-place of the cube with the bundled model, its four sub-goal images, CEM MPC). Writes the episode video
 (MP4, or GIF when no MP4 encoder is available), a PNG sheet (sub-goals, frames, energy per step) and
 ``summary.json`` into ``--out``; prints success and seconds per action."""
 

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vjepa2_ac import __version__
-    from vjepa2_ac.evaluation import evaluate, results_table
+    from vjepa2_ac.evaluation import evaluate, results_table, software_versions
 
     if args.episodes < 1:
         raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
@@ -58,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
     table = results_table(cells)
     print(f"world model: {description}; planner {args.planner or planning.planner}; seeds {args.seed}.."
           f"{args.seed + args.episodes - 1}; {wall:.0f} s")
+    versions = software_versions()
     print(table)
+    print("software: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None))
     if args.json:
-        report = {"vjepa2_ac_version": __version__, "model": description, "planner": args.planner or planning.planner,
+        report = {"vjepa2_ac_version": __version__, "versions": versions, "model": description, "planner": args.planner or planning.planner,
                   "planning": planning.to_dict(), "planning_source": planning.source, "seed": args.seed,
                   "episodes": args.episodes, "wall_time_s": wall, "table": table,
                   "cells": [c.to_dict(episodes=not args.no_episodes_in_json) for c in cells]}

@@ -106,7 +106,8 @@ class FrankaEnvConfig:
             raise ValueError(f"goal_gripper_yaw must be 'object' or 'home', got {self.goal_gripper_yaw!r}")
         if self.grasp_goal_gripper not in ("closed", "open"):
             raise ValueError(f"grasp_goal_gripper must be 'closed' or 'open', got {self.grasp_goal_gripper!r}")
-        if not 0.0 <= self.pregrasp_height <= 0.3:  # also rejects NaN
+        h = self.pregrasp_height
+        if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0.0 <= h <= 0.3:  # also rejects NaN
             raise ValueError(f"pregrasp_height must be in [0, 0.3] m (0 = no pre-grasp sub-goal), got {self.pregrasp_height!r}")
 
 

@@ -190,7 +190,7 @@ def test_pregrasp_height_adds_an_open_gripper_subgoal_over_the_object(env_id):
     default.close(), pre.close()
 
 
-@pytest.mark.parametrize("height", [-0.01, 0.5, float("nan")])
+@pytest.mark.parametrize("height", [-0.01, 0.5, float("nan"), "0.1", True])
 def test_pregrasp_height_is_validated(height):
     with pytest.raises(ValueError, match="pregrasp_height"):
         make("vjepa2ac/FrankaGrasp-v0", pregrasp_height=height)

@@ -57,7 +57,8 @@ def grid_offsets(step_cm: float, reach_cm: float) -> np.ndarray:
 def static_grasp(env, seed: int, mat: np.ndarray) -> bool:
     """Reset to ``seed``, put the open gripper at the grasp pose with orientation ``mat``, close and lift."""
     env.reset(seed=seed)
-    place_open_gripper(env, env.unwrapped.goal["configs"][0][0], mat)
+    base = env.unwrapped
+    place_open_gripper(env, base.goal["configs"][base.grasp_subgoal][0], mat)
     return close_and_lift(env)
 
 
@@ -83,7 +84,7 @@ def main() -> None:
     with torch.no_grad():
         for seed in range(args.seed, args.seed + args.scenes):
             env.reset(seed=seed)
-            pinch, _, _, obj_pos, obj_quat = base.goal["configs"][0]
+            pinch, _, _, obj_pos, obj_quat = base.goal["configs"][base.grasp_subgoal]
             hold = base.goal["hold_closedness"]
             home, aligned = base._home_mat, base._grasp_mat(obj_quat)
             yaws.append(relative_yaw_deg(obj_quat) if args.object == "cube" else 0.0)  # the cup is round

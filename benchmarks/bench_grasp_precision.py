@@ -58,7 +58,7 @@ def start_trial(env, rng: np.random.Generator, seed: int, offset: tuple[float, f
     object's start position."""
     base = env.unwrapped
     env.reset(seed=seed)
-    pinch, mat, _, obj_pos, obj_quat = base.goal["configs"][0]
+    pinch, mat, _, obj_pos, obj_quat = base.goal["configs"][base.grasp_subgoal]
     r, angle = rng.uniform(*offset), rng.uniform(0, 2 * np.pi)
     start = pinch + np.array([r * np.cos(angle), r * np.sin(angle), rng.uniform(0.0, 0.015)])
     place_open_gripper(env, start, mat)
@@ -68,7 +68,7 @@ def start_trial(env, rng: np.random.Generator, seed: int, offset: tuple[float, f
 def place_open_gripper(env, pos: np.ndarray, mat: np.ndarray) -> None:
     """Put the open gripper at ``pos`` / ``mat`` (the object where the reset put it) and let the controller hold it."""
     base = env.unwrapped
-    _, _, _, obj_pos, obj_quat = base.goal["configs"][0]
+    _, _, _, obj_pos, obj_quat = base.goal["configs"][base.grasp_subgoal]
     base.sim.place(pos, mat, 0.0, obj_pos, obj_quat)
     base.sim.settle(0.2)
     base._cmd_pos, base._cmd_mat = base.sim.ee_pose()  # the controller holds the placed pose
@@ -127,8 +127,9 @@ def main() -> None:
                 rng = np.random.default_rng([seed, k])
                 pinch, obj0 = start_trial(env, rng, seed, tuple(args.offset))
                 base = env.unwrapped
-                z_goal = wm.encode(base.render_configuration(*base.goal["configs"][0])[None, None])  # "grasped"
-                planner = planning.build_planner("pick-place", subgoal=0, **overrides)
+                grasp = base.grasp_subgoal  # the "grasped" sub-goal (after the pre-grasp one, if any)
+                z_goal = wm.encode(base.render_configuration(*base.goal["configs"][grasp])[None, None])
+                planner = planning.build_planner("pick-place", subgoal=grasp, **overrides)
                 row = [tcp_error(env, pinch, obj0)]
                 for step in range(args.steps):
                     obs = base._obs()

@@ -69,7 +69,7 @@ def choice_energies(wm, env, episode: dict, steps: int, choice: str) -> np.ndarr
     import torch
 
     goal, *pair, _ = CHOICES[choice]
-    goal += pregrasp_subgoals(env)
+    goal += env.unwrapped.grasp_subgoal
     obs, info = replay_to(env, episode, steps)
     actions = torch.as_tensor(np.stack(pair))[:, None]  # [2, 1, 7]
     with torch.no_grad():
@@ -80,11 +80,6 @@ def choice_energies(wm, env, episode: dict, steps: int, choice: str) -> np.ndarr
         frames = np.stack([replay_to(env, episode, steps, a)[0]["pixels"] for a in pair])
         real = wm.energy(wm.encode(frames[:, None]), z_goal).numpy()
     return np.stack([predicted, real], axis=1)
-
-
-def pregrasp_subgoals(env) -> int:
-    """1 when the env puts an open-gripper pre-grasp sub-goal before the "grasped" one (``pregrasp_height``), else 0."""
-    return int(env.unwrapped.cfg.pregrasp_height > 0)
 
 
 def replay_episode(env, episode: dict, order: list[int] | None = None) -> tuple[dict[str, bool], dict[str, int]]:
@@ -98,7 +93,7 @@ def replay_episode(env, episode: dict, order: list[int] | None = None) -> tuple[
     actions = np.asarray(episode["actions"], dtype=np.float32)  # [T, 7]
     phases = list(episode["goal_indices"])
     goal_indices = [order[i] for i in phases] if order else phases  # the sub-goal image of each step
-    first = pregrasp_subgoals(env)  # the "grasped" image; the steps towards it and any pre-grasp: the grasp phase
+    first = env.unwrapped.grasp_subgoal  # the "grasped" image; the steps towards it and any pre-grasp: the grasp phase
     grasped, heights, info, marks = [], [], {"is_success": False}, {}
     for t, (action, goal) in enumerate(zip(actions, goal_indices)):
         _, _, _, _, info = env.step(action)

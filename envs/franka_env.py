@@ -249,6 +249,12 @@ class FrankaEnv(gym.Env):
         """The gripper orientation of the grasp / pick-and-place goal images (``goal_gripper_yaw``)."""
         return self._grasp_mat(object_quat) if self.cfg.goal_gripper_yaw == "object" else self._home_mat
 
+    @property
+    def grasp_subgoal(self) -> int:
+        """Index of the "grasped" sub-goal in ``goal["configs"]`` of grasp / pick-and-place: 1 after the pre-grasp
+        sub-goal (``pregrasp_height > 0``), else 0."""
+        return int(self.cfg.pregrasp_height > 0)
+
     def _pregrasp_configs(self, object_pos, object_quat, mat) -> list[tuple]:
         """``[]``, or the pre-grasp sub-goal config (open gripper ``pregrasp_height`` above the grasp pose)."""
         if self.cfg.pregrasp_height == 0.0:

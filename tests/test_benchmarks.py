@@ -118,7 +118,7 @@ def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
     pre = PlanningConfig.from_dict({**planning.to_dict(), "env_kwargs": {**planning.env_kwargs, "pregrasp_height": 0.1}})
     env = make_env(pre, "pick-place", max_steps=80)
     try:
-        assert bench.pregrasp_subgoals(env) == 1
+        assert env.unwrapped.grasp_subgoal == 1
         shifted = {**episodes[0], "goal_indices": [0] * 2 + [1] * (switch - 2) + [2] * (len(actions) - switch)}
         flags, marks = bench.replay_episode(env, shifted)
         assert flags == expected == {"open at object": True, "grasped": True, "held at switch": True,

@@ -172,6 +172,7 @@ def test_pregrasp_height_adds_an_open_gripper_subgoal_over_the_object(env_id):
     _, info_p = pre.reset(seed=11)
     d, p = default.unwrapped, pre.unwrapped
     assert len(info_p["subgoals"]) == len(info_d["subgoals"]) + 1
+    assert (p.grasp_subgoal, d.grasp_subgoal) == (1, 0)  # where the "grasped" sub-goal is
     first, grasped = p.goal["configs"][0], d.goal["configs"][0]
     np.testing.assert_allclose(first[0], grasped[0] + [0.0, 0.0, 0.1], atol=1e-12)
     np.testing.assert_array_equal(first[1], grasped[1])

@@ -29,7 +29,6 @@ at the first "open at object" state, "stay" against "close the gripper" (energy 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from vjepa2_ac.evaluation import make_env  # noqa: E402
+from vjepa2_ac.evaluation import load_recorded_cells, make_env  # noqa: E402
 from vjepa2_ac.planning_config import PlanningConfig  # noqa: E402
 
 COLUMNS = ("episodes", "open at object", "grasped", "held at switch", "kept 3 steps", "opens at switch", "lifted 5 cm", "success")
@@ -157,11 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| file | object | backend | policy | " + " | ".join(COLUMNS) + " |")
     print("|---" * (4 + len(COLUMNS)) + "|")
     for path in args.files:
-        data = json.loads(path.read_text())
-        cells = [c for c in data.get("cells", []) if c["task"] == "pick-place" and c.get("episode_results")]
-        if not cells:
-            raise SystemExit(f"files: {path} has no pick-place cell with recorded episodes")
-        planning = PlanningConfig.from_dict(data["planning"])
+        try:
+            planning, cells = load_recorded_cells(path, "pick-place")
+        except ValueError as err:
+            raise SystemExit(f"files: {err}") from None
         for cell in cells:
             counts, mismatched, energies = replay_cell(cell, planning, wm)
             for choice, found in energies.items():

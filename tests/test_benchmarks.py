@@ -156,3 +156,47 @@ def test_goal_image_pose_finds_the_energy_minimum_and_grasps(monkeypatch, capsys
     # the goal image that matches the rendered gripper (home yaw, open) has its minimum on the grasp pose
     assert float(rows["home yaw, open"][0]) == 0.0
     assert "static close at the grasp pose: home-oriented" in out
+
+
+def test_reach_failures_replays_and_walks_to_the_goal(tmp_path, capsys):
+    import json
+
+    from vjepa2_ac.evaluation import make_env, task_distance
+    from vjepa2_ac.planning_config import PlanningConfig
+
+    planning = PlanningConfig.load(None)  # the bundled model's camera and image size
+    env = make_env(planning, "reach", max_steps=10)
+    env.reset(seed=3)
+    away = -0.05 * (env.unwrapped.goal["position"] - env.unwrapped.get_ee_pose()[0])
+    away /= np.linalg.norm(away) / 0.05  # 5 cm per action, straight away from the goal
+    actions = [[*away, 0, 0, 0, 0]] * 3
+    for a in actions:
+        env.step(np.asarray(a, np.float32))
+    final = task_distance(env, "reach")
+    env.close()
+    episodes = [{"seed": 3, "success": False, "final_distance": final, "actions": actions},
+                {"seed": 3, "success": False, "final_distance": final + 0.05, "actions": actions},  # wrong record
+                {"seed": 4, "success": True, "final_distance": 0.0, "actions": []}]  # skipped without --all
+    cell = {"task": "reach", "object": "cube", "backend": "mujoco", "policy": "model", "episode_results": episodes}
+    path = tmp_path / "reach.json"
+    path.write_text(json.dumps({"planning": planning.to_dict(), "cells": [cell]}))
+    bench = load("bench_reach_failures")
+    bench.main([str(path), "--step", "0.05"])
+    out = capsys.readouterr()
+    rows = [[c.strip() for c in r.strip("|").split("|")] for r in out.out.splitlines() if r.startswith("| reach.json")]
+    assert [r[1] for r in rows] == ["3", "3"]
+    stop, stop_energy, top, rise, falls_at, goal, goal_energy = (float(x) for x in rows[0][3:10])
+    assert abs(stop - 100 * final) < 0.05 and goal < 0.5  # replayed to the recorded stop, then walked to the goal
+    assert goal_energy < stop_energy <= top and rise == pytest.approx(top - stop_energy, abs=2e-4)
+    assert goal <= falls_at < stop
+    assert rows[0][10] == ("local minimum" if rise > 0.001 else "falls to the goal")
+    assert "failed: 2 episodes; a local minimum of the real energy at the stop" in out.out and "seeds [3]" in out.err
+    assert "succeeded:" not in out.out  # the success is skipped without --all
+    bench.main([str(path), "--step", "0.05", "--all", "--from-start"])  # every episode, from the home pose
+    out = capsys.readouterr()
+    rows = [[c.strip() for c in r.strip("|").split("|")] for r in out.out.splitlines() if r.startswith("| reach.json")]
+    assert [r[1] for r in rows] == ["3", "3", "4"] and rows[0][3:] == rows[1][3:]  # same start, whatever the record
+    assert float(rows[0][3]) < 100 * final - 10  # the start is 15 cm nearer the goal than the stop
+    assert "succeeded: 1 episodes" in out.out and "failed: 2 episodes" in out.out and "seeds" not in out.err
+    with pytest.raises(SystemExit):
+        bench.main([str(tmp_path / "missing.json")])

@@ -22,6 +22,7 @@ from vjepa2_ac.evaluation import (
     energy_landscape,
     landscape_actions,
     load_franka_example,
+    load_recorded_cells,
     results_table,
     untrained_world_model,
     wilson_interval,
@@ -479,3 +480,18 @@ def test_subgoal_order_plans_phases_over_the_envs_subgoal_images(tiny_model_dir)
     for bad in ([], [0, -1], [0, 1.5], "012", [True]):
         with pytest.raises(ValueError, match="subgoal_order must be a non-empty list"):
             TaskSettings(subgoal_order=bad)
+
+
+def test_load_recorded_cells_reads_an_eval_json_back(tmp_path):
+    planning = PlanningConfig(camera="dual", image_size=64, env_kwargs={"pregrasp_height": 0.1})
+    episode = {"seed": 7, "success": False, "final_distance": 0.2, "actions": [[0.0] * 7]}
+    cells = [{"task": "reach", "object": "cube", "backend": "mujoco", "policy": "model", "episode_results": [episode]},
+             {"task": "pick-place", "object": "cube", "backend": "mujoco", "policy": "random", "episode_results": []}]
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"planning": planning.to_dict(), "cells": cells}))
+    loaded, found = load_recorded_cells(path, "reach")
+    assert loaded.to_dict() == planning.to_dict() and found == cells[:1]
+    with pytest.raises(ValueError, match="has no pick-place cell with recorded episodes"):  # its cell has none
+        load_recorded_cells(path, "pick-place")
+    with pytest.raises(ValueError, match="task"):
+        load_recorded_cells(path, "fly")

@@ -17,6 +17,7 @@ Also here: :func:`energy_landscape` (one-step energies over a grid of xyz deltas
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -365,6 +366,18 @@ class CellResult:
         if not episodes:
             out.pop("episode_results")
         return out
+
+
+def load_recorded_cells(path: str | os.PathLike, task: str) -> tuple[PlanningConfig, list[dict[str, Any]]]:
+    """The planning config and the ``task`` cells with recorded episodes of a ``vjepa2-ac eval --json`` file (what
+    replays need: ``cell["episode_results"]`` holds each episode's seed and actions)."""
+    path, task = Path(path), task_name(task)
+    data = json.loads(path.read_text())
+    cells = [c for c in data.get("cells", []) if c["task"] == task and c.get("episode_results")]
+    if not cells:
+        raise ValueError(f"{path} has no {task} cell with recorded episodes (eval --json without "
+                         f"--no-episodes-in-json writes them)")
+    return PlanningConfig.from_dict(data["planning"]), cells
 
 
 def evaluate(world_model: WorldModel, planning: PlanningConfig, *, tasks: Sequence[str] = ("pick-place",),

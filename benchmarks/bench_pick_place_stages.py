@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from vjepa2_ac.evaluation import load_recorded_cells, make_env  # noqa: E402
+from vjepa2_ac.evaluation import load_recorded_cells, make_env, replay_recorded  # noqa: E402
 from vjepa2_ac.planning_config import PlanningConfig  # noqa: E402
 
 COLUMNS = ("episodes", "open at object", "grasped", "held at switch", "kept 3 steps", "opens at switch", "lifted 5 cm", "success")
@@ -54,14 +54,6 @@ CHOICES = {
 }
 
 
-def replay_to(env, episode: dict, steps: int, extra: np.ndarray | None = None) -> tuple[dict, dict]:
-    """Reset to the episode's seed, replay its first ``steps`` actions (then ``extra``); returns (obs, reset info)."""
-    obs, info = env.reset(seed=episode["seed"])
-    for action in [*episode["actions"][:steps], *([] if extra is None else [extra])]:
-        obs, *_ = env.step(np.asarray(action, dtype=np.float32))
-    return obs, info
-
-
 def choice_energies(wm, env, episode: dict, steps: int, choice: str) -> np.ndarray:
     """``[2, 2]`` energies to the choice's sub-goal of (first, second action) x (predicted, real) after ``steps``
     recorded actions."""
@@ -69,14 +61,14 @@ def choice_energies(wm, env, episode: dict, steps: int, choice: str) -> np.ndarr
 
     goal, *pair, _ = CHOICES[choice]
     goal += env.unwrapped.grasp_subgoal
-    obs, info = replay_to(env, episode, steps)
+    obs, info = replay_recorded(env, episode, steps)
     actions = torch.as_tensor(np.stack(pair))[:, None]  # [2, 1, 7]
     with torch.no_grad():
         z_goal = wm.encode(info["subgoals"][goal][None])  # [1, 1, N, D]
         z0 = wm.encode(obs["pixels"][None]).expand(2, -1, -1, -1)
         s0 = torch.as_tensor(obs["agent_pos"]).float()[None, None].expand(2, 1, 7)
         predicted = wm.energy(wm.rollout(z0, s0, actions)[0], z_goal).numpy()
-        frames = np.stack([replay_to(env, episode, steps, a)[0]["pixels"] for a in pair])
+        frames = np.stack([replay_recorded(env, episode, steps, a)[0]["pixels"] for a in pair])
         real = wm.energy(wm.encode(frames[:, None]), z_goal).numpy()
     return np.stack([predicted, real], axis=1)
 

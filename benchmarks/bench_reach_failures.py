@@ -36,7 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vjepa2_ac.evaluation import BUNDLED_MODEL, load_recorded_cells, load_world_model, make_env, task_distance  # noqa: E402
+from vjepa2_ac.evaluation import (  # noqa: E402
+    BUNDLED_MODEL,
+    load_recorded_cells,
+    load_world_model,
+    make_env,
+    replay_recorded,
+    task_distance,
+)
 
 REPLAY_TOLERANCE = 0.001  # m: a replay ending farther than this from the recorded final distance is reported
 ARRIVED = 0.005  # m: the straight walk stops this close to the goal
@@ -65,9 +72,7 @@ def walk_to_goal(env, wm, obs: dict, z_goal: torch.Tensor, step: float, max_step
 def diagnose(env, wm, episode: dict, step: float, from_start: bool = False) -> dict[str, float]:
     """Replay one recorded reach episode (none of it with ``from_start``), then walk to its goal; the figures of the
     module docstring (m, energy)."""
-    obs, info = env.reset(seed=episode["seed"])
-    for action in [] if from_start else episode["actions"]:
-        obs, *_ = env.step(np.asarray(action, dtype=np.float32))
+    obs, info = replay_recorded(env, episode, steps=0 if from_start else None)
     stop_distance = task_distance(env, "reach")
     with torch.no_grad():
         z_goal = wm.encode(info["goal_pixels"][None])  # [1, 1, N, D]
@@ -137,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{100 * np.median([d['stop_distance'] for d in rows]):.1f} cm from it")
     if mismatched:
         print(f"warning: the replay ends elsewhere than recorded for seeds {mismatched}", file=sys.stderr)
+
 
 if __name__ == "__main__":
     main()

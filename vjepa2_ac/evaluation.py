@@ -380,6 +380,17 @@ def load_recorded_cells(path: str | os.PathLike, task: str) -> tuple[PlanningCon
     return PlanningConfig.from_dict(data["planning"]), cells
 
 
+def replay_recorded(env: Any, episode: dict[str, Any], steps: int | None = None,
+                    extra: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Reset ``env`` to a recorded episode's seed (an ``episode_results`` entry of an eval JSON), replay its first
+    ``steps`` actions (all by default), then ``extra``; returns ``(obs, reset info)``. The simulators are
+    deterministic, so this reproduces the recorded state."""
+    obs, info = env.reset(seed=episode["seed"])
+    for action in [*episode["actions"][:steps], *([] if extra is None else [extra])]:
+        obs, *_ = env.step(np.asarray(action, dtype=np.float32))
+    return obs, info
+
+
 def evaluate(world_model: WorldModel, planning: PlanningConfig, *, tasks: Sequence[str] = ("pick-place",),
              objects: Sequence[str] = ("cube",), backends: Sequence[str] = ("mujoco",), episodes: int = 10,
              seed: int = 0, baselines: Sequence[str] = (), planner: str | None = None,

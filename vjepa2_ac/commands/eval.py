@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     print("software: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None))
     if args.json:
         report = {"vjepa2_ac_version": __version__, "versions": versions, "model": description,
-                  "planner": args.planner or planning.planner, "planning": planning.to_dict(), "planning_source": planning.source, "seed": args.seed,
-                  "episodes": args.episodes, "wall_time_s": wall, "table": table,
+                  "planner": args.planner or planning.planner, "planning": planning.to_dict(),
+                  "planning_source": planning.source, "seed": args.seed, "episodes": args.episodes,
+                  "wall_time_s": wall, "table": table,
                   "cells": [c.to_dict(episodes=not args.no_episodes_in_json) for c in cells]}
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 Goals are images (encoded once, at construction) or latents ``[1, 1, N, D]``. With ``subgoals`` the agent
 moves to the next sub-goal after a fixed number of steps (``switch_after``, paper pick-and-place:
 ``[4, 10, 4]``) or when the current frame's energy to the sub-goal drops below ``switch_energy``; each sub-goal
-may have its own planner (e.g. the released CEM's ``close_gripper=0`` while lifting and carrying).
+may have its own planner (e.g. the released CEM's ``close_gripper=0`` while lifting and carrying). A ``fallback``
+planner takes over after ``fallback_after`` steps on the final goal (e.g. a longer look-ahead for an arm that a
+one-step search has left on a flat stretch of the energy).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,7 @@ class StepRecord:
     goal_index: int
     latency_s: float  # encode + plan wall time
     plan: Plan = field(repr=False)
+    fallback: bool = False  # planned by the fallback planner
 
 
 class MPCAgent:
@@ -37,6 +41,8 @@ class MPCAgent:
     ``action = agent.act(frame, state)`` with frame uint8 ``[H, W, 3]`` and state ``[7]``.
 
     planner: one planner, or one per sub-goal (``planner[i]`` plans towards ``subgoals[i]``).
+    fallback, fallback_after: after ``fallback_after`` steps on the final goal (the only one, without sub-goals)
+        the agent plans with ``fallback`` instead, until :meth:`reset`.
     seed: seeds the planner's ``torch.Generator`` (on the latents' device); ``reset()`` re-seeds it, so an
         episode replays bit for bit. ``None``: the global RNG.
     """
@@ -50,6 +56,8 @@ class MPCAgent:
         subgoals: Sequence[Any] | None = None,
         switch_after: Sequence[int] | None = None,
         switch_energy: float | None = None,
+        fallback: Planner | None = None,
+        fallback_after: int | None = None,
         seed: int | None = 0,
     ) -> None:
         if (goal is None) == (subgoals is None):
@@ -68,8 +76,15 @@ class MPCAgent:
         planners = list(planner) if isinstance(planner, Sequence) else [planner] * len(goals)
         if len(planners) != len(goals):
             raise ValueError(f"planner: give one planner or one per sub-goal ({len(goals)}), got {len(planners)}")
+        if (fallback is None) != (fallback_after is None):
+            raise ValueError("pass both fallback=... and fallback_after=... or neither")
+        if fallback_after is not None and (isinstance(fallback_after, bool) or not isinstance(fallback_after, Integral)
+                                           or fallback_after < 1):
+            raise ValueError(f"fallback_after must be an int >= 1 (steps on the final goal), got {fallback_after!r}")
         self.world_model = world_model
         self.planners = planners
+        self.fallback = fallback
+        self.fallback_after = None if fallback_after is None else int(fallback_after)
         self.switch_after = None if switch_after is None else [int(n) for n in switch_after]
         self.switch_energy = switch_energy
         self.seed = seed
@@ -93,14 +108,20 @@ class MPCAgent:
         self.goal_index = 0
         self._steps_on_goal = 0
         self.records: list[StepRecord] = []
-        for planner in {id(p): p for p in self.planners}.values():
+        for planner in {id(p): p for p in [*self.planners, self.fallback] if p is not None}.values():
             planner.reset()
         self._generator: torch.Generator | None = None
 
     @property
+    def in_fallback(self) -> bool:
+        """Whether the next plan is the fallback's: ``fallback_after`` steps or more on the final goal."""
+        return (self.fallback is not None and self.goal_index == len(self.goals) - 1
+                and self._steps_on_goal >= self.fallback_after)
+
+    @property
     def planner(self) -> Planner:
-        """The active sub-goal's planner."""
-        return self.planners[self.goal_index]
+        """The active planner: the sub-goal's, or the fallback (:attr:`in_fallback`)."""
+        return self.fallback if self.in_fallback else self.planners[self.goal_index]
 
     @property
     def goal(self) -> Tensor:
@@ -144,10 +165,12 @@ class MPCAgent:
             with torch.no_grad():
                 frame_energy = float(self.world_model.energy(z, self.goal)[0])
         s0 = state_t.to(device=z.device, dtype=torch.float32).reshape(1, 1, 7)
+        fallback = self.in_fallback
         plan = self.planner.plan(self.world_model, z, s0, self.goal, generator=self._generator_for(z.device))
         action = plan.actions[0].detach().float().cpu().numpy()
         latency = time.perf_counter() - start
-        self.records.append(StepRecord(action, plan.energy, frame_energy, self.goal_index, latency, plan))
+        self.records.append(StepRecord(action, plan.energy, frame_energy, self.goal_index, latency, plan,
+                                       fallback))
         self.step += 1
         self._steps_on_goal += 1
         return action

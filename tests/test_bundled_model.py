@@ -108,6 +108,19 @@ def test_bundled_reach_budget_is_the_envs_episode_length():
         assert sum(settings.switch_after or []) <= settings.max_steps, task
 
 
+def test_bundled_reach_looks_two_actions_ahead_after_ten():
+    """Reach plans with horizon 1 (the paper's) for its first 10 actions, then with horizon 2 and otherwise the same
+    search (MODEL_CARD.md "A longer look-ahead after ten actions"); no other task has a fallback."""
+    cfg = PlanningConfig.load(bundled.model_dir(NAME))
+    reach = cfg.task("reach")
+    assert reach.fallback_after == 10 < reach.max_steps
+    first, late = cfg.build_planner("reach").config, cfg.build_planner("reach", fallback=True).config
+    assert (first.horizon, late.horizon) == (1, 2)
+    assert {k: v for k, v in vars(late).items() if k != "horizon"} == {k: v for k, v in vars(first).items()
+                                                                        if k != "horizon"}
+    assert all(cfg.task(t).fallback_after is None for t in ("grasp", "reach-with-object", "pick-place"))
+
+
 @pytest.mark.parametrize("task", ["grasp", "pick-place"])
 def test_bundled_grasp_subgoal_is_a_pose_the_planner_can_reach(task):
     """The bundled planner moves xyz only, so the gripper keeps its home orientation on the way to the object; the

@@ -100,6 +100,22 @@ def test_planning_config_per_subgoal_planner_fields():
         cfg.planner_fields("reach", 0)
 
 
+def test_planning_config_fallback_planner_fields():
+    cfg = PlanningConfig(planner_config={"samples": 50}, tasks={
+        "reach": {"planner_config": {"samples": 60}, "fallback_after": 10, "fallback_planner_config": {"horizon": 2}},
+        "pick-place": {"switch_after": [2, 2], "subgoal_planner_config": [{}, {}, {"open_gripper": 0}],
+                       "fallback_after": 3, "fallback_planner_config": {"samples": 80}}})
+    assert cfg.planner_fields("reach", fallback=True) == {"samples": 60, "horizon": 2}
+    assert "horizon" not in cfg.planner_fields("reach")
+    assert cfg.planner_fields("reach", fallback=True, horizon=3)["horizon"] == 3  # explicit overrides win
+    assert cfg.build_planner("reach", fallback=True).config.horizon == 2
+    # over the final sub-goal's fields
+    assert cfg.planner_fields("pick-place", 2, fallback=True) == {"samples": 80, "open_gripper": 0}
+    with pytest.raises(ValueError, match="has no fallback_planner_config"):
+        cfg.planner_fields("grasp", fallback=True)
+    assert PlanningConfig.from_dict(cfg.to_dict()) == cfg
+
+
 @pytest.mark.parametrize("name, cls", [("cem", "CEM"), ("mppi", "MPPI"), ("icem", "ICEM"),
                                        ("gradient", "GradientPlanner")])
 def test_build_planner_for_every_planner_name(name, cls):
@@ -123,6 +139,11 @@ def test_build_planner_for_every_planner_name(name, cls):
     ({"env_kwargs": {"camera": "wrist"}}, "env_kwargs must not set"),
     ({"tasks": {"pick-place": {"subgoal_planner_config": {"close_gripper": 0}}}}, "subgoal_planner_config"),
     ({"tasks": {"pick-place": {"subgoal_planner_config": [{}, 3]}}}, "subgoal_planner_config"),
+    ({"tasks": {"reach": {"fallback_after": 10}}}, "both fallback_after and fallback_planner_config"),
+    ({"tasks": {"reach": {"fallback_planner_config": {"horizon": 2}}}}, "both fallback_after"),
+    ({"tasks": {"reach": {"fallback_after": 0, "fallback_planner_config": {}}}}, "fallback_after must be an int"),
+    ({"tasks": {"reach": {"fallback_after": "10", "fallback_planner_config": {}}}}, "fallback_after must be an int"),
+    ({"tasks": {"reach": {"fallback_after": 3, "fallback_planner_config": [2]}}}, "fallback_planner_config must"),
 ])
 def test_planning_config_rejects_bad_files(tmp_path, data, match):
     (tmp_path / "planning.json").write_text(json.dumps(data))
@@ -244,6 +265,27 @@ def test_pick_place_episode_uses_the_subgoal_planners(tiny_model_dir):
     assert result.goal_indices == [0, 1, 2]
     assert result.actions[1, 6] > 0.95  # sub-goal 1 (lift and carry): the gripper is held closed
     assert result.actions[2, 6] < -0.95  # sub-goal 2 (placed): the gripper is opened
+
+
+def test_reach_episode_hands_over_to_the_fallback_planner(tiny_model_dir):
+    from dataclasses import replace
+
+    from vjepa2_ac.evaluation import load_world_model, make_env, run_episode
+
+    wm, planning, _ = load_world_model(tiny_model_dir)
+    late = replace(planning, stop_on_success=False, tasks={**planning.tasks, "reach": TaskSettings(
+        max_steps=3, fallback_after=2, fallback_planner_config={"horizon": 2})})
+    env = make_env(late, "reach")
+    try:
+        result = run_episode(env, wm, late, "reach", seed=3)
+        plain = run_episode(env, wm, replace(late, tasks={**late.tasks, "reach": TaskSettings(max_steps=3)}), "reach",
+                            seed=3)
+    finally:
+        env.close()
+    assert result.steps == 3 and result.fallback_from == 2 and result.summary()["fallback_from"] == 2
+    assert plain.fallback_from is None
+    np.testing.assert_array_equal(result.actions[:2], plain.actions[:2])  # the same planner until the hand-over
+    assert not np.allclose(result.actions[2], plain.actions[2])
 
 
 def test_grasp_plans_through_its_subgoals_only_with_a_switch_rule(tiny_model_dir):

@@ -125,3 +125,32 @@ def test_bad_arguments_raise():
         agent.act(img, np.zeros(6))
     with pytest.raises(ValueError, match="frame"):
         agent.act(img[0], START.numpy())
+
+
+def test_fallback_plans_after_n_steps_on_the_final_goal_and_reset_restores_the_first_planner():
+    wm = PoseLinearWorldModel()
+    subgoals = [PoseLinearWorldModel.render(_goal(o)).numpy() for o in ([0.05, 0, 0], [0.05, 0.05, 0])]
+    first = CEM(CEMConfig.official(samples=30, iterations=2, horizon=1))
+    late = CEM(CEMConfig.official(samples=30, iterations=2, horizon=2))
+    agent = MPCAgent(wm, first, subgoals=subgoals, switch_after=[2], fallback=late, fallback_after=3)
+    assert agent.planner is first and not agent.in_fallback
+    _run(agent, 7)
+    # 2 steps on sub-goal 0, then 3 on the final goal with the first planner, then the fallback
+    assert [r.goal_index for r in agent.records] == [0, 0, 1, 1, 1, 1, 1]
+    assert [r.fallback for r in agent.records] == [False] * 5 + [True] * 2
+    assert [r.plan.actions.shape[0] for r in agent.records] == [1] * 5 + [2] * 2  # the fallback's horizon
+    agent.reset()
+    assert agent.planner is first and not agent.in_fallback
+
+
+def test_fallback_arguments_are_checked():
+    wm = PoseLinearWorldModel()
+    img = PoseLinearWorldModel.render(START).numpy()
+    planner = CEM(CEMConfig.official(samples=20))
+    with pytest.raises(ValueError, match="both fallback"):
+        MPCAgent(wm, planner, goal=img, fallback=planner)
+    with pytest.raises(ValueError, match="both fallback"):
+        MPCAgent(wm, planner, goal=img, fallback_after=3)
+    for bad in (0, 2.5, True, "3"):
+        with pytest.raises(ValueError, match="fallback_after must be an int >= 1"):
+            MPCAgent(wm, planner, goal=img, fallback=planner, fallback_after=bad)

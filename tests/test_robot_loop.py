@@ -197,8 +197,9 @@ def test_vjepa_loop_end_to_end_on_sim_records_an_episode(sim, tiny_world_model_d
         assert ep.num_steps == 5 and ep.frames().shape == (5, 64, 64, 3)
         assert ep.actions().shape == (4, 7)
         extras = ep.extras()
-        assert {"energy", "frame_energy", "planning_latency_s", "goal_index", "requested_action",
+        assert {"energy", "frame_energy", "planning_latency_s", "goal_index", "fallback", "requested_action",
                 "loop_overhead_s"} <= set(extras)
+        assert not extras["fallback"][:4].any()  # no fallback planner given
         assert np.all(np.isfinite(extras["energy"][:4]))
         np.testing.assert_allclose(ep.actions(), np.array(agent.actions), atol=1e-6)  # small: nothing clipped
         meta = ep.metadata

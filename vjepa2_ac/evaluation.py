@@ -151,6 +151,7 @@ class EpisodeResult:
     energies / frame_energies / goal_indices: per action: the plan's predicted energy, the observed frame's
         energy to the active goal, the active sub-goal (empty for the random baseline).
     latencies: seconds per action (encode + plan; action sampling for the random baseline).
+    fallback_from: the first action planned by the task's fallback planner (``None``: it never took over).
     """
 
     task: str
@@ -169,6 +170,7 @@ class EpisodeResult:
     latencies: list[float] = field(default_factory=list, repr=False)
     subgoals: list[np.ndarray] = field(default_factory=list, repr=False)
     frames: np.ndarray | None = field(default=None, repr=False)
+    fallback_from: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly scalars and per-step lists (no images)."""
@@ -176,7 +178,8 @@ class EpisodeResult:
                 "seed": self.seed, "success": self.success, "final_distance": self.final_distance,
                 "steps": self.steps, "seconds_per_action": self.seconds_per_action,
                 "energies": list(self.energies), "frame_energies": list(self.frame_energies),
-                "goal_indices": list(self.goal_indices), "actions": self.actions.tolist()}
+                "goal_indices": list(self.goal_indices), "fallback_from": self.fallback_from,
+                "actions": self.actions.tolist()}
 
 
 def task_distance(env: Any, task: str) -> float:
@@ -214,13 +217,25 @@ def make_agent(world_model: Any, planning: PlanningConfig, task: str, info: dict
         else:
             plan = [planning.build_planner(task, planner=planner, subgoal=i, **planner_overrides)
                     for i in range(len(subgoals))]
+        last = None if per_goal is None else len(subgoals) - 1
         return MPCAgent(world_model, plan, subgoals=subgoals, switch_after=switch_after,
-                        switch_energy=settings.switch_energy, seed=seed)
+                        switch_energy=settings.switch_energy, seed=seed,
+                        **_fallback(planning, task, planner, last, planner_overrides))
     goal = info.get("goal_pixels")
     if goal is None:
         raise ValueError("the env gives no goal image (render_goals=False?); planning needs one")
     return MPCAgent(world_model, planning.build_planner(task, planner=planner, **planner_overrides), goal=goal,
-                    seed=seed)
+                    seed=seed, **_fallback(planning, task, planner, None, planner_overrides))
+
+
+def _fallback(planning: PlanningConfig, task: str, planner: str | None, subgoal: int | None,
+              overrides: dict[str, Any]) -> dict[str, Any]:
+    """``MPCAgent`` keyword arguments for the task's fallback planner (none when the task sets no fallback)."""
+    settings = planning.task(task)
+    if settings.fallback_after is None:
+        return {}
+    return {"fallback": planning.build_planner(task, planner=planner, subgoal=subgoal, fallback=True, **overrides),
+            "fallback_after": settings.fallback_after}
 
 
 class RandomPolicy:
@@ -308,7 +323,8 @@ def run_episode(env: Any, world_model: Any | None, planning: PlanningConfig, tas
         actions=np.stack(actions) if actions else np.zeros((0, 7), np.float32),
         energies=[float(r.plan_energy) for r in records], frame_energies=[float(r.frame_energy) for r in records],
         goal_indices=[int(r.goal_index) for r in records], latencies=[float(x) for x in latencies],
-        subgoals=subgoals, frames=np.stack(frames) if frames else None)
+        subgoals=subgoals, frames=np.stack(frames) if frames else None,
+        fallback_from=next((i for i, r in enumerate(records) if r.fallback), None))
 
 
 # ------------------------------------------------------------------------------------------------ statistics

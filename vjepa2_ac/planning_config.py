@@ -21,6 +21,8 @@ object, forced closed while lifting and carrying (the released CEM's ``close_gri
 (the paper's one-image protocol): a task plans through sub-goals only when it has a switch rule (``switch_after`` or
 ``switch_energy``). ``subgoal_order`` plans phases over the env's sub-goal images, e.g. ``[0, 0, 1, 2]`` with four
 ``switch_after`` and ``subgoal_planner_config`` entries: a second phase on the "grasped" image with its own settings.
+``"reach": {"max_steps": 40, "fallback_after": 10, "fallback_planner_config": {"horizon": 2}}`` plans with horizon 1
+for ten actions and then, if the episode is still running, looks two actions ahead (``TaskSettings.fallback_after``).
 
 Task names are ``reach``, ``grasp``, ``reach-with-object``, ``pick-place`` (underscores are accepted too).
 """
@@ -84,6 +86,10 @@ class TaskSettings:
         ``subgoal_planner_config`` then list phases. ``[0, 0, 1, 2]`` with ``[{"open_gripper": 0},
         {"close_gripper": 0}, ...]`` closes the gripper while still planning to the "grasped" image (in place)
         before lifting. ``None``: each sub-goal once.
+    fallback_after, fallback_planner_config: after ``fallback_after`` actions on the final goal (the only one when
+        the task plans to its goal image alone) plan with ``fallback_planner_config``'s fields over the final goal's
+        (``{"horizon": 2}``: a longer look-ahead for an episode that a one-step search has not finished); both or
+        neither. ``None``: one planner per goal throughout.
     """
 
     max_steps: int = 20
@@ -93,6 +99,8 @@ class TaskSettings:
     planner_config: dict[str, Any] = field(default_factory=dict)
     subgoal_planner_config: list[dict[str, Any]] | None = None
     subgoal_order: list[int] | None = None
+    fallback_after: int | None = None
+    fallback_planner_config: dict[str, Any] | None = None
 
     @property
     def plans_subgoals(self) -> bool:
@@ -124,6 +132,16 @@ class TaskSettings:
                     isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in order):
                 raise ValueError(f"subgoal_order must be a non-empty list of sub-goal indices >= 0, got {order!r}")
             self.subgoal_order = [int(n) for n in order]
+        if (self.fallback_after is None) != (self.fallback_planner_config is None):
+            raise ValueError("give both fallback_after and fallback_planner_config, or neither")
+        if self.fallback_after is not None:
+            if isinstance(self.fallback_after, bool) or not isinstance(self.fallback_after, int) \
+                    or self.fallback_after < 1:
+                raise ValueError(f"fallback_after must be an int >= 1 (actions on the final goal), "
+                                 f"got {self.fallback_after!r}")
+            if not isinstance(self.fallback_planner_config, dict):
+                raise ValueError(f"fallback_planner_config must be a JSON object, "
+                                 f"got {type(self.fallback_planner_config).__name__}")
 
 
 def _default_tasks() -> dict[str, TaskSettings]:
@@ -196,10 +214,16 @@ class PlanningConfig:
         return {"object": object, "backend": backend, "camera": self.camera,
                 "image_size": (self.image_size, self.image_size), **self.env_kwargs, **extra}
 
-    def planner_fields(self, name: str | None = None, subgoal: int | None = None, **overrides: Any) -> dict[str, Any]:
-        """Planner config fields: file-level, then task ``name``'s, then its sub-goal ``subgoal``'s, then
-        ``overrides`` (JSON values converted)."""
+    def planner_fields(self, name: str | None = None, subgoal: int | None = None, *, fallback: bool = False,
+                       **overrides: Any) -> dict[str, Any]:
+        """Planner config fields: file-level, then task ``name``'s, then its sub-goal ``subgoal``'s, then (with
+        ``fallback``) its ``fallback_planner_config``, then ``overrides`` (JSON values converted)."""
         settings = self.task(name) if name else None
+        late = {}
+        if fallback:
+            if settings is None or settings.fallback_planner_config is None:
+                raise ValueError(f"fallback=True: tasks[{name!r}] has no fallback_planner_config")
+            late = settings.fallback_planner_config
         per_goal = {}
         if subgoal is not None:
             listed = settings.subgoal_planner_config if settings is not None else None
@@ -207,13 +231,14 @@ class PlanningConfig:
                 raise ValueError(f"subgoal={subgoal}: tasks[{name!r}].subgoal_planner_config lists "
                                  f"{0 if listed is None else len(listed)} sub-goals")
             per_goal = listed[subgoal]
-        merged = {**self.planner_config, **(settings.planner_config if settings else {}), **per_goal, **overrides}
+        merged = {**self.planner_config, **(settings.planner_config if settings else {}), **per_goal, **late,
+                  **overrides}
         return _convert_planner_fields(merged)
 
     def build_planner(self, name: str | None = None, *, planner: str | None = None, subgoal: int | None = None,
-                      **overrides: Any):
-        """A fresh planner for task ``name`` (and its sub-goal ``subgoal``; ``planner`` overrides the file's
-        planner name)."""
+                      fallback: bool = False, **overrides: Any):
+        """A fresh planner for task ``name`` (and its sub-goal ``subgoal``, or its fallback with ``fallback``;
+        ``planner`` overrides the file's planner name)."""
         import importlib
 
         kind = planner or self.planner
@@ -222,7 +247,7 @@ class PlanningConfig:
         module_name, planner_cls, config_cls = PLANNERS[kind]
         module = importlib.import_module(module_name)
         config_type = getattr(module, config_cls)
-        values = self.planner_fields(name, subgoal, **overrides)
+        values = self.planner_fields(name, subgoal, fallback=fallback, **overrides)
         known = {f.name for f in fields(config_type)}
         if kind != self.planner:  # fields tuned for another planner: keep the shared ones only
             values = {k: v for k, v in values.items() if k in known}

@@ -11,7 +11,8 @@
         run = run_robot_episode(robot, agent, steps=20, episode_path="runs/ep_000.h5")
 
 Each step is recorded in the library's episode format (frame, state, executed action, and per-step ``energy``,
-``frame_energy``, ``planning_latency_s``, ``goal_index``, ``requested_action``, ``loop_overhead_s``), so real
+``frame_energy``, ``planning_latency_s``, ``goal_index``, ``fallback`` (1 where the planning config's fallback
+planner planned the step), ``requested_action``, ``loop_overhead_s``), so real
 runs become training data. A run that ends in a fault keeps the steps recorded so far (``stopped_by`` attribute).
 """
 
@@ -135,7 +136,8 @@ class AgentPolicy:
         action = self.agent.act(frame, state.astype(np.float32))
         rec = self.agent.records[-1]
         return action, {"energy": rec.plan_energy, "frame_energy": rec.frame_energy,
-                        "planning_latency_s": rec.latency_s, "goal_index": float(rec.goal_index)}
+                        "planning_latency_s": rec.latency_s, "goal_index": float(rec.goal_index),
+                        "fallback": float(rec.fallback)}
 
 
 @dataclass

@@ -8,7 +8,7 @@ All energies are the planners' L1 latent energy to a goal image, with the model'
 * **object**: per pick-and-place episode, the arm at home and the object moved to ``--samples`` random table
   positions within 15 cm; rank correlation of the energy (goal: object at its start) with the object's displacement,
   and the energy of a 15 cm object displacement as a multiple of that of a 2 cm arm displacement (the
-  ``../shared/facts/latent_landscape_probe.md`` figure: an untrained encoder scores < 0.5).
+  figure of our probe of an untrained encoder's landscape, which scores < 0.5).
 * **grasp**: per grasp episode (goal: object held 12 cm up), the energy of "arm at the goal pose, gripper closed,
   object left on the table" (where a planner that ignores the object ends) and of "gripper closed around the object
   on the table" (the step a grasp passes through), each as a multiple of the energy of a 2 cm arm error while
@@ -35,7 +35,7 @@ from scipy.stats import spearmanr  # noqa: E402
 
 import envs  # noqa: E402,F401  (registers the ids)
 from envs.franka_env import LIFT_HEIGHT, REACH_GOAL_BOX  # noqa: E402
-from vjepa2_ac.evaluation import load_world_model  # noqa: E402
+from vjepa2_ac.agent import load_world_model  # noqa: E402
 
 AXES = np.concatenate([np.eye(3), -np.eye(3)])  # the six unit moves of a "2 cm arm error"
 
@@ -52,7 +52,7 @@ def arm_probe(wm, env, seed: int, samples: int, rng: np.random.Generator) -> dic
     base = env.unwrapped
     _, mat = base.get_ee_pose()
     pos = rng.uniform(*REACH_GOAL_BOX, (samples, 3))
-    e = energies(wm, [base.render_configuration(p, mat) for p in pos], wm.encode(info["goal_pixels"][None]))
+    e = energies(wm, [base.render_configuration(p, mat) for p in pos], wm.encode(info["goals"]["final"][None]))
     return {"arm rho": spearmanr(e, np.linalg.norm(pos - base.goal["position"], axis=1))[0]}
 
 
@@ -85,7 +85,7 @@ def grasp_probe(wm, env, seed: int) -> dict[str, float]:
               base.render_configuration(goal_pos - [0.0, 0.0, LIFT_HEIGHT], goal_mat, hold, obj, quat)]
     frames += [base.render_configuration(goal_pos + 0.02 * d, goal_mat, hold, held_pos + 0.02 * d, held_quat)
                for d in AXES]
-    e = energies(wm, frames, wm.encode(info["goal_pixels"][None]))
+    e = energies(wm, frames, wm.encode(info["goals"]["final"][None]))
     return {"grasp: object left behind / arm 2 cm": float(e[0] / e[2:].mean()),
             "grasp: closed at object / arm 2 cm": float(e[1] / e[2:].mean())}
 

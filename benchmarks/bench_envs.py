@@ -1,10 +1,10 @@
 """Franka env benchmark: scripted-expert success rates and env steps/s with one render per step.
 
     python benchmarks/bench_envs.py                       # 100 seeds per task x object x backend, speed, images
-    python benchmarks/bench_envs.py --seeds 20 --backends mujoco --no-images
+    python benchmarks/bench_envs.py --seeds 20 --tasks reach pick-place --backends mujoco --no-images
 
 Prints two markdown tables. ``--images DIR`` (default docs/envs) saves, per task, the start frame next to its
-goal / sub-goal frames (256x256, exterior camera) as PNG.
+goal images in order (256x256, exterior camera) as PNG.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402
+from envs.tasks import TASK_NAMES, task_spec  # noqa: E402
+from vjepa2_ac.atomic import atomic_path  # noqa: E402
 
 
-def expert_success(env_id: str, obj: str, backend: str, seeds: int) -> tuple[int, float]:
-    env = gym.make(env_id, object=obj, backend=backend, render_goals=False, image_size=16)
+def expert_success(task: str, obj: str, backend: str, seeds: int) -> tuple[int, float]:
+    env = gym.make(task_spec(task).env_id, object=obj, backend=backend, render_goals=False, image_size=16)
     expert = envs.scripted_expert(env)
     wins, steps, t0 = 0, 0, time.perf_counter()
     for seed in range(seeds):
@@ -41,7 +43,7 @@ def expert_success(env_id: str, obj: str, backend: str, seeds: int) -> tuple[int
 
 
 def steps_per_second(backend: str, size: int, n_steps: int, **kw) -> float:
-    env = gym.make("vjepa2ac/FrankaPickPlace-v0", backend=backend, image_size=size, render_goals=False, **kw)
+    env = gym.make(task_spec("pick-place").env_id, backend=backend, image_size=size, render_goals=False, **kw)
     expert = envs.scripted_expert(env)
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(expert(obs))  # warm up the renderer
@@ -59,20 +61,19 @@ def save_images(out: Path) -> list[Path]:
     import imageio.v3 as iio
 
     out.mkdir(parents=True, exist_ok=True)
-    cases = [(env_id, "cube", "mujoco") for env_id in envs.ENV_IDS]
-    cases += [("vjepa2ac/FrankaPickPlace-v0", "cup", "mujoco"), ("vjepa2ac/FrankaPickPlace-v0", "cube", "pybullet")]
+    cases = [(task, "cube", "mujoco") for task in TASK_NAMES]
+    cases += [("pick-place", "cup", "mujoco"), ("pick-place", "cube", "pybullet")]
     paths = []
-    for env_id, obj, backend in cases:
-        env = gym.make(env_id, object=obj, backend=backend, image_size=256)
+    gap = np.full((256, 4, 3), 255, np.uint8)
+    for task, obj, backend in cases:
+        env = gym.make(task_spec(task).env_id, object=obj, backend=backend, image_size=256)
         obs, info = env.reset(seed=0)
-        row = np.concatenate([obs["pixels"], np.full((256, 4, 3), 255, np.uint8)]
-                             + [np.concatenate([g, np.full((256, 4, 3), 255, np.uint8)], 1) for g in info["subgoals"]],
-                             axis=1)[:, :-4]
-        name = env_id.split("/")[1].replace("-v0", "").replace("Franka", "").lower()
+        goals = [info["goals"][name] for name in env.unwrapped.goal_names]  # in order, "final" not repeated
+        row = np.concatenate([obs["pixels"], gap] + [np.concatenate([g, gap], 1) for g in goals], axis=1)[:, :-4]
+        name = env.spec.id.split("/")[1].replace("-v0", "").replace("Franka", "").lower()
         path = out / f"{name}_{obj}_{backend}.png"
-        tmp = path.with_suffix(".tmp.png")
-        iio.imwrite(tmp, row)
-        tmp.replace(path)
+        with atomic_path(path, suffix=".png") as tmp:
+            iio.imwrite(tmp, row)
         paths.append(path)
         env.close()
     return paths
@@ -81,7 +82,7 @@ def save_images(out: Path) -> list[Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=100)
-    ap.add_argument("--tasks", nargs="+", default=list(envs.ENV_IDS))
+    ap.add_argument("--tasks", nargs="+", default=list(TASK_NAMES), choices=TASK_NAMES)
     ap.add_argument("--objects", nargs="+", default=["cube", "cup"])
     ap.add_argument("--backends", nargs="+", default=["mujoco", "pybullet"])
     ap.add_argument("--speed-steps", type=int, default=100)
@@ -93,11 +94,11 @@ def main() -> None:
     if not args.no_success:
         print(f"\n### Scripted expert success ({args.seeds} seeds each)\n")
         print("| task | object | backend | success | s / episode |\n|---|---|---|---|---|")
-        for env_id in args.tasks:
+        for task in args.tasks:
             for obj in args.objects:
                 for backend in args.backends:
-                    wins, sec = expert_success(env_id, obj, backend, args.seeds)
-                    print(f"| {env_id} | {obj} | {backend} | {wins}/{args.seeds} ({100 * wins / args.seeds:.0f}%) "
+                    wins, sec = expert_success(task, obj, backend, args.seeds)
+                    print(f"| {task} | {obj} | {backend} | {wins}/{args.seeds} ({100 * wins / args.seeds:.0f}%) "
                           f"| {sec:.2f} |", flush=True)
 
     print(f"\n### Env steps/s, one 256x256 exterior render per step ({args.speed_steps} steps, pick-and-place)\n")

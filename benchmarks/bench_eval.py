@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +22,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vjepa2_ac.evaluation import ModelNotAvailable, evaluate, load_world_model  # noqa: E402
+from vjepa2_ac.agent import ModelNotAvailable, load_world_model  # noqa: E402
+from vjepa2_ac.atomic import atomic_write_text  # noqa: E402
+from vjepa2_ac.eval import evaluate  # noqa: E402
 
 # (task, object) -> (target success, paper success on the real Franka or None)
 TABLE = {
@@ -73,7 +73,7 @@ def main() -> int:
                           seed=args.seed, baselines=args.baselines, planner=args.planner, max_steps=args.max_steps)
     wall = time.perf_counter() - start
 
-    print(f"\nworld model: {description}; planner {args.planner or planning.planner}; backend {args.backend}; "
+    print(f"\nworld model: {description}; planner {args.planner or planning.planner.type}; backend {args.backend}; "
           f"{args.episodes} episodes per cell, seeds {args.seed}..{args.seed + args.episodes - 1}; "
           f"{torch.get_num_threads()} thread(s); {wall / 60:.1f} min\n")
     print("| task | object | policy | success | 95% CI | target | paper (real Franka) | meets target | "
@@ -91,15 +91,11 @@ def main() -> int:
           f"{'meets' if worst <= SECONDS_PER_ACTION_TARGET else 'misses'} the target")
     if args.json:
         path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         report = {"model": description, "backend": args.backend, "episodes": args.episodes, "seed": args.seed,
                   "wall_time_s": wall, "planning": planning.to_dict(),
                   "cells": [{**c.to_dict(), "target": TABLE[(c.task, c.object)][0],
                              "paper": TABLE[(c.task, c.object)][1]} for c in cells]}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2, default=str)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(report, indent=2, default=str))
         print(f"wrote {path}")
     return 0
 

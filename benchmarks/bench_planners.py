@@ -39,14 +39,14 @@ from planners import (  # noqa: E402
     rollout_energy,
 )
 from vjepa2_ac import ACPredictor, ACPredictorConfig, WorldModel  # noqa: E402
-from vjepa2_ac.world_model import normalize_reps  # noqa: E402
+from vjepa2_ac.model.world_model import normalize_reps  # noqa: E402
 
 S0 = [0.5804, -0.0020, 0.2476, -3.0666, 0.0305, -1.9128, 0.0]  # the Franka example's first state (gripper open)
 GOAL_ACTION = [0.03, -0.02, 0.015, 0.0, 0.0, 0.0, 0.0]  # inside the box 0.05 and the L1 ball 0.075
 
 
 def _released():
-    spec = importlib.util.spec_from_file_location("released_reference", ROOT / "benchmarks" / "released_reference.py")
+    spec = importlib.util.spec_from_file_location("released_reference", ROOT / "tests" / "released_reference.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import statistics
@@ -22,12 +23,19 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from released_reference import released_predictor_forward, released_world_model_step  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from planners import native_low_precision  # noqa: E402
-from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig  # noqa: E402
-from vjepa2_ac.world_model import WorldModel  # noqa: E402
+from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig  # noqa: E402
+from vjepa2_ac.model.world_model import WorldModel  # noqa: E402
+
+# the test oracle: an independent re-implementation of the released planning loop
+_spec = importlib.util.spec_from_file_location("released_reference", ROOT / "tests" / "released_reference.py")
+released_reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(released_reference)
+released_predictor_forward = released_reference.released_predictor_forward
+released_world_model_step = released_reference.released_world_model_step
 
 
 def make_model(args) -> WorldModel:
@@ -133,7 +141,7 @@ def table_released(wm, args):
 @torch.no_grad()
 def table_fixture_bf16():
     """bf16 autocast on the official test vectors: energy error and argmin of the one-step landscape."""
-    d = torch.load(Path(__file__).parents[1] / "tests/fixtures/official_ac_small.pt", weights_only=True)
+    d = torch.load(ROOT / "tests/fixtures/official_ac_small.pt", weights_only=True)
     p = ACPredictor(ACPredictorConfig(**d["predictor_config"])).eval()
     p.load_official_state_dict(d["checkpoint"]["predictor"])
     wm = WorldModel(None, p)

@@ -51,7 +51,7 @@ def main() -> None:
 
     from transformers import VJEPA2Config
 
-    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.model.encoder import Encoder
     from vjepa2_ac.training.config import TrainConfig
     from vjepa2_ac.training.latent_cache import encode_dataset
 

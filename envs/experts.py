@@ -61,11 +61,11 @@ class ScriptedExpert:
         task = e.cfg.task
         if task == "reach":
             return self._move(e.goal["position"], e._home_mat, 0.0)
-        if task == "reach_with_object":
+        if task == "reach-with-object":
             ee_pos, ee_mat = e.get_ee_pose()
             offset = ee_pos - e.get_object_pose()[0]
             return self._move(np.asarray(e.goal["position"]) + offset, ee_mat, 1.0)
-        return self._pick(place=task == "pick_place")
+        return self._pick(place=task == "pick-place")
 
     def _pick(self, place: bool) -> np.ndarray:
         e = self.env

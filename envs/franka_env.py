@@ -8,6 +8,11 @@ reported in ``info["action_clipped"]``; wrong shapes and non-finite values raise
 
 State ``agent_pos = [x, y, z, roll, pitch, yaw, g]`` (float32): tool centre point ("pinch") in the robot base
 frame, extrinsic xyz Euler angles, measured gripper closedness.
+
+Info (every ``reset`` and ``step``): ``is_success``, ``grasped``; the goal images by name, ``goals`` (uint8
+``[H, W, 3]``; names from ``envs.tasks``: e.g. ``grasped``, ``lifted``, ``placed``, and ``final``, the task's own
+goal) with their states ``goal_states`` (float32 ``[7]``), and ``goal_pixels`` / ``goal_state`` (the final one);
+``action_clipped`` and ``applied_action``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from gymnasium import spaces
 from scipy.spatial.transform import Rotation
 
 from envs.scene_layout import CAMERAS, COMPOSITE_CAMERAS
+from envs.tasks import FINAL, task_spec
 
-TASKS = ("reach", "grasp", "reach_with_object", "pick_place")
 BACKENDS = ("mujoco", "pybullet")
 LIFT_HEIGHT = 0.12  # grasp goal / "lifted over target" sub-goal: object raised this much above its rest height
 REACH_GOAL_BOX = ((0.35, -0.22, 0.10), (0.65, 0.22, 0.38))  # reach goals are drawn uniformly in this (low, high) box
@@ -31,7 +36,8 @@ REACH_GOAL_BOX = ((0.35, -0.22, 0.10), (0.65, 0.22, 0.38))  # reach goals are dr
 class FrankaEnvConfig:
     """All knobs of :class:`FrankaEnv` (pass any of them as ``gymnasium.make`` kwargs).
 
-    task: "reach" | "grasp" | "reach_with_object" | "pick_place".  object: "cube" | "cup" (reach also "none").
+    task: a name of ``envs.tasks.TASKS``: "reach" | "grasp" | "reach-with-object" | "pick-place".
+    object: "cube" | "cup" (reach also "none").
     control_hz: control rate (DROID: ~4 Hz; MuJoCo physics runs at 500 Hz underneath).
     image_size: (height, width) of rendered images.  camera: "exterior_1" | "exterior_2" | "workspace" | "side" | "top" | "wrist",
         or "dual" (side view over top view, each half the height), or "dual_close" (the same viewpoints zoomed onto
@@ -86,11 +92,10 @@ class FrankaEnvConfig:
     shadows: bool = False
 
     def validate(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        spec = task_spec(self.task)  # ValueError naming the valid task names
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        allowed = ("cube", "cup", "none") if self.task == "reach" else ("cube", "cup")
+        allowed = spec.objects
         if self.object not in allowed:
             raise ValueError(f"object must be one of {allowed} for task {self.task!r}, got {self.object!r}")
         if self.camera not in (*CAMERAS, *COMPOSITE_CAMERAS, "wrist"):
@@ -295,7 +300,7 @@ class FrankaEnv(gym.Env):
                 (self._pinch_for_object(obj_pos, obj_quat), mat, grasp_g, obj_pos, obj_quat),  # grasped, on the table
                 (self._pinch_for_object(lifted, obj_quat), mat, hold_g, lifted, obj_quat),  # lifted: the goal
             ]
-        elif cfg.task == "reach_with_object":
+        elif cfg.task == "reach-with-object":
             held_quat = np.array([1.0, 0.0, 0.0, 0.0])  # held square to the (home-oriented) gripper
             start_obj = self._home_pos - sim.grasp_offset
             sim.reset(obj_pos, obj_quat)
@@ -327,15 +332,20 @@ class FrankaEnv(gym.Env):
         g["state"] = g["states"][-1]
         self.goal = g
 
+    @property
+    def goal_names(self) -> tuple[str, ...]:
+        """Names of the goal images this env renders, in order (``info["goals"]`` adds ``"final"``, the last)."""
+        return task_spec(self.cfg.task).goal_names(pregrasp=self.cfg.pregrasp_height > 0)
+
     def _render_goals(self) -> None:
         if not self.cfg.render_goals:
-            self.goal["subgoal_pixels"] = []
+            self.goal["images"] = []
             self.goal["pixels"] = None
             return
         h, w = self.cfg.image_size
         imgs = [self.sim.render_configuration(p, m, c, op, oq, self.cfg.camera, h, w)
                 for p, m, c, op, oq in self.goal["configs"]]
-        self.goal["subgoal_pixels"] = imgs
+        self.goal["images"] = imgs
         self.goal["pixels"] = imgs[-1]
 
     # ----------------------------------------------------------------------------------------------- gym API
@@ -358,7 +368,7 @@ class FrankaEnv(gym.Env):
         self._setup_task(rng, options)
         self._render_goals()
         self._cmd_pos, self._cmd_mat = sim.ee_pose()
-        self._cmd_g = 1.0 if cfg.task == "reach_with_object" else 0.0
+        self._cmd_g = 1.0 if cfg.task == "reach-with-object" else 0.0
         self._success_latched = False
         return self._obs(), self._info(clipped=False, applied=np.zeros(7, np.float32))
 
@@ -405,7 +415,7 @@ class FrankaEnv(gym.Env):
         rest = sim.object_rest_z
         if cfg.task == "grasp":
             return bool(obj_pos[2] - rest >= 0.05 and sim.object_grasped())
-        if cfg.task == "reach_with_object":
+        if cfg.task == "reach-with-object":
             return bool(np.linalg.norm(obj_pos - goal["position"]) < thr and sim.object_grasped())
         on_table = obj_pos[2] - rest < 0.015
         released = self._cmd_g < 0.5 and not sim.object_grasped()
@@ -439,12 +449,21 @@ class FrankaEnv(gym.Env):
             "is_success": self._is_success(),
             "grasped": self.sim.object_grasped(),
             "goal_pixels": None if self.goal.get("pixels") is None else self.goal["pixels"].copy(),
-            "subgoals": [img.copy() for img in self.goal.get("subgoal_pixels", [])],
+            "goals": self._named(self.goal.get("images", []), np.ndarray.copy),
             "goal_state": self.goal["state"].astype(np.float32),
-            "subgoal_states": [s.astype(np.float32) for s in self.goal["states"]],
+            "goal_states": self._named(self.goal["states"], lambda x: x.astype(np.float32)),
             "action_clipped": clipped,
             "applied_action": applied,
         }
+
+    def _named(self, values: list, convert) -> dict:
+        """``values`` (one per goal image, in order) by goal name, plus ``"final"`` (the task's own goal); ``{}``
+        when empty (``render_goals=False`` for the images)."""
+        if not values:
+            return {}
+        named = {name: convert(v) for name, v in zip(self.goal_names, values, strict=True)}
+        named.setdefault(FINAL, named[self.goal_names[-1]])
+        return named
 
     def close(self) -> None:
         if hasattr(self, "sim"):

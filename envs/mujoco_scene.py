@@ -2,7 +2,7 @@
 
 World frame = robot base frame: the Panda base sits at the origin on the table top (z = 0), x points away from
 the robot. Physics: dt 2 ms, implicitfast, elliptic cones, impratio 10, gravity-compensated arm driven by joint
-position servos with menagerie gains (``facts/simulation.md``).
+position servos with the MuJoCo Menagerie gains.
 """
 
 from __future__ import annotations

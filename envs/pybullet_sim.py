@@ -3,7 +3,7 @@
 Robot: ``pybullet_data/franka_panda/panda.urdf`` (Franka hand; the URDF ``<mimic>`` is ignored by PyBullet so the
 fingers are coupled by a gear constraint). Tool centre point: the ``panda_grasptarget`` link. 240 Hz physics,
 position-controlled joints, TinyRenderer (no GL needed). Determinism: the world is rebuilt on every reset (an
-in-place reset keeps contact warm-start caches, ``facts/simulation.md``). A second, never-stepped client renders
+in-place reset keeps contact warm-start caches). A second, never-stepped client renders
 arbitrary configurations (goal images) without touching the physics client.
 """
 

@@ -19,7 +19,7 @@ CAMERAS = {
     "top": ((0.95, 0.0, 1.10), (0.48, 0.0, 0.12)),
     # The halves of "dual_close": the same two viewpoints zoomed ~1.5x onto the task volume, each rendered square and
     # squeezed into its band (SQUEEZED_COMPOSITES). Gripper positions of the reach box (x 0.35-0.65, |y| <= 0.22,
-    # z 0.02-0.40) stay in view, a gripper that wanders beyond it can leave the view (MODEL_CARD.md: reach suffers).
+    # z 0.02-0.40) stay in view, a gripper that wanders beyond it can leave the view (docs/experiments.md: reach suffers).
     "side_close": ((0.50, 1.10, 0.24), (0.50, 0.0, 0.22)),
     "top_close": ((0.95, 0.0, 1.10), (0.50, 0.0, 0.14)),
 }

@@ -6,8 +6,10 @@ energy of every xyz move on a grid around the current pose, with the argmin and 
 
 import argparse
 
-from vjepa2_ac.evaluation import ModelNotAvailable, energy_landscape, load_franka_example, load_world_model
-from vjepa2_ac.plotting import plot_landscape
+from vjepa2_ac.agent import ModelNotAvailable, load_world_model
+from vjepa2_ac.data.franka_example import load_franka_example
+from vjepa2_ac.eval.landscape import energy_landscape
+from vjepa2_ac.eval.plots import plot_landscape
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="vjepa2-ac-sim-small", help="bundled name or save_pretrained directory")

@@ -1,4 +1,4 @@
-"""Pick and place the cube through the sub-goal images of its planning.json with MPC, then save a video and a summary sheet.
+"""Pick and place the cube through the phases of the model's planning.json with MPC; save a video and a summary sheet.
 
     python examples/pick_and_place.py [--model DIR_OR_NAME] [--object cube] [--seed 0] [--out pick_place_out]
 """
@@ -6,9 +6,10 @@
 import argparse
 from pathlib import Path
 
-from vjepa2_ac.evaluation import ModelNotAvailable, load_world_model, make_agent, make_env, task_distance
-from vjepa2_ac.plotting import plot_episode_sheet
-from vjepa2_ac.video import write_video
+from vjepa2_ac.agent import ModelNotAvailable, build_agent, load_world_model, make_env
+from vjepa2_ac.data.video import write_video
+from vjepa2_ac.eval import task_distance
+from vjepa2_ac.eval.plots import plot_episode_sheet
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="vjepa2-ac-sim-small", help="bundled name or save_pretrained directory")
@@ -25,21 +26,22 @@ except ModelNotAvailable as err:
     raise SystemExit(f"pick_and_place.py: {err}") from None
 env = make_env(planning, "pick-place", object=args.object, backend=args.backend)  # model's camera + image size
 obs, info = env.reset(seed=args.seed)
-# Sub-goals (bundled model: over the object, grasped, lifted over the target, placed), on planning.json's schedule.
-agent = make_agent(world_model, planning, "pick-place", info, seed=args.seed)
+# Phases (bundled model: over the object, grasped, lifted over the target, placed), each with its goal image.
+agent = build_agent(world_model, planning, "pick-place", info["goals"], seed=args.seed)
 frames = [obs["pixels"]]
 for _ in range(args.max_steps or planning.task("pick-place").max_steps):
     obs, _, _, _, info = env.step(agent.act(obs["pixels"], obs["agent_pos"]))
     frames.append(obs["pixels"])
     record = agent.records[-1]
-    print(f"step {len(frames) - 1:2d}: sub-goal {record.goal_index + 1}  energy {record.plan_energy:.4f}  "
+    print(f"step {len(frames) - 1:2d}: phase {record.phase + 1} ({agent.phases[record.phase].name})  energy {record.plan_energy:.4f}  "
           f"object-to-target {100 * task_distance(env, 'pick-place'):.1f} cm")
     if info["is_success"]:
         break
 
 out = Path(args.out)
 video = write_video(frames, out / "pick_and_place.mp4", fps=4)  # GIF when no MP4 encoder is available
-sheet = plot_episode_sheet(out / "pick_and_place.png", subgoals=info["subgoals"], frames=frames,
-                           energies=agent.energies, frame_energies=[r.frame_energy for r in agent.records],
-                           goal_indices=[r.goal_index for r in agent.records], title=description)
+goals = [(phase.name, info["goals"][phase.name]) for phase in agent.phases]
+sheet = plot_episode_sheet(out / "pick_and_place.png", goals=goals, frames=frames, energies=agent.energies,
+                           frame_energies=[r.frame_energy for r in agent.records],
+                           phases=[r.phase for r in agent.records], title=description)
 print(f"{'success' if info['is_success'] else 'failure'}; wrote {video} and {sheet}")

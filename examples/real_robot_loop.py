@@ -25,14 +25,13 @@ from PIL import Image  # noqa: E402
 
 from envs.robot import FrankyDriver, RealSenseCamera, SafeDriver, SafetyLimits, SimDriver  # noqa: E402
 from vjepa2_ac import WorldModel  # noqa: E402
-from vjepa2_ac.planning_config import PlanningConfig  # noqa: E402
-from vjepa2_ac.robot_loop import build_agent_from_planning, run_robot_episode  # noqa: E402
-from vjepa2_ac.world_model import resolve_model_dir  # noqa: E402
+from vjepa2_ac.agent import PlanningConfig, build_agent, run_robot_episode  # noqa: E402
+from vjepa2_ac.model.world_model import resolve_model_dir  # noqa: E402
 
 
 def load_world_model(name_or_dir: str | None) -> tuple[WorldModel, PlanningConfig]:
     """The world model and its planning settings (built-in defaults for the untrained fallback)."""
-    from vjepa2_ac import bundled
+    from vjepa2_ac.model import bundled
 
     if name_or_dir is None and bundled.MODELS:
         name_or_dir = next(iter(bundled.MODELS))
@@ -75,7 +74,7 @@ def main() -> None:
     if goal is None:
         raise SystemExit("--goal is required with a real robot (vjepa2-ac robot capture-goal --out goal.png)")
 
-    agent = build_agent_from_planning(world_model, planning, "reach", goal=goal, samples=args.samples)
+    agent = build_agent(world_model, planning, "reach", {"final": goal}, samples=args.samples)
     limits = SafetyLimits.from_yaml(args.limits) if args.limits else SafetyLimits()
     success = (lambda: bool(driver.last_info["is_success"])) if isinstance(driver, SimDriver) else None
 

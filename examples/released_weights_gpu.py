@@ -16,9 +16,10 @@ import torch
 
 from planners import CEM, CEMConfig
 from vjepa2_ac import Encoder, WorldModel
-from vjepa2_ac.checkpoint import RELEASED_AC_URL, CheckpointError
-from vjepa2_ac.evaluation import energy_landscape, load_franka_example
-from vjepa2_ac.plotting import plot_landscape
+from vjepa2_ac.data.franka_example import load_franka_example
+from vjepa2_ac.eval.landscape import energy_landscape
+from vjepa2_ac.eval.plots import plot_landscape
+from vjepa2_ac.model.checkpoint import RELEASED_AC_URL, CheckpointError
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--encoder", default="facebook/vjepa2-vitg-fpc64-256", help="encoder hub id or local directory")

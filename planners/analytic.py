@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vjepa2_ac.pose import compute_new_pose
+from vjepa2_ac.model.pose import compute_new_pose
 
 _POSE_BYTES = 28  # 7 float32
 

@@ -1,11 +1,10 @@
 """Receding-horizon control with any planner and any world model: plan, execute the first action, re-plan.
 
-Goals are images (encoded once, at construction) or latents ``[1, 1, N, D]``. With ``subgoals`` the agent
-moves to the next sub-goal after a fixed number of steps (``switch_after``, paper pick-and-place:
-``[4, 10, 4]``) or when the current frame's energy to the sub-goal drops below ``switch_energy``; each sub-goal
-may have its own planner (e.g. the released CEM's ``close_gripper=0`` while lifting and carrying). A ``fallback``
-planner takes over after ``fallback_after`` steps on the final goal (e.g. a longer look-ahead for an arm that a
-one-step search has left on a flat stretch of the energy).
+An episode is a list of :class:`Phase` s, each a goal (an image, encoded once at construction, or a latent
+``[1, 1, N, D]``) with its own planner. A phase ends after ``steps`` actions, or as soon as the observed frame's
+energy to its goal drops below ``switch_energy``; the last one runs to the end of the episode. The paper's
+pick-and-place is three phases (grasped 4, lifted over the target 10, placed); a longer look-ahead after ten
+actions is two phases on the same goal with different planners.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -24,71 +23,96 @@ from planners.protocol import Plan, Planner, WorldModelLike
 
 
 @dataclass
+class Phase:
+    """One stretch of an episode, planned towards one goal.
+
+    goal: uint8 image ``[H, W, 3]`` or latent ``[1, 1, N, D]``.
+    planner: the planner used while this phase is active.
+    steps: actions planned in this phase before the next one starts; ``None``: no step limit (the last phase runs
+        to the end of the episode; an earlier one then needs ``switch_energy``).
+    switch_energy: the next phase starts once the observed frame's energy to this goal drops below it.
+    name: a label recorded with each step (the planning file uses the goal image's name).
+    """
+
+    goal: Any
+    planner: Planner
+    steps: int | None = None
+    switch_energy: float | None = None
+    name: str | None = None
+
+
+@dataclass
 class StepRecord:
     """What happened at one ``act`` call."""
 
     action: np.ndarray  # [7] float32, the executed action
     plan_energy: float  # predicted energy of the plan
-    frame_energy: float  # energy of the observed frame to the active goal (before planning)
-    goal_index: int
+    frame_energy: float  # energy of the observed frame to the active phase's goal (before planning)
+    phase: int  # index of the phase that planned this step
     latency_s: float  # encode + plan wall time
     plan: Plan = field(repr=False)
-    fallback: bool = False  # planned by the fallback planner
+
+
+def _check_phases(phases: Sequence[Phase]) -> list[Phase]:
+    phases = list(phases)
+    if not phases:
+        raise ValueError("phases must not be empty")
+    last = len(phases) - 1
+    for i, ph in enumerate(phases):
+        if not isinstance(ph, Phase):
+            raise ValueError(f"phases[{i}] must be a planners.Phase, got {type(ph).__name__}")
+        if not callable(getattr(ph.planner, "plan", None)):
+            raise ValueError(f"phases[{i}].planner must be a planner (with .plan), got {type(ph.planner).__name__}")
+        if ph.steps is not None and (isinstance(ph.steps, bool) or not isinstance(ph.steps, Integral)
+                                     or ph.steps < 1):
+            raise ValueError(f"phases[{i}].steps must be an int >= 1 or None, got {ph.steps!r}")
+        if ph.switch_energy is not None and (isinstance(ph.switch_energy, bool)
+                                             or not isinstance(ph.switch_energy, Real) or not ph.switch_energy > 0):
+            raise ValueError(f"phases[{i}].switch_energy must be a number > 0 or None, got {ph.switch_energy!r}")
+        if i == last and (ph.steps is not None or ph.switch_energy is not None):
+            raise ValueError(f"phases[{i}] is the last phase and runs to the end of the episode: give it "
+                             f"steps=None and no switch_energy (got steps={ph.steps!r}, "
+                             f"switch_energy={ph.switch_energy!r})")
+        if i < last and ph.steps is None and ph.switch_energy is None:
+            raise ValueError(f"phases[{i}] never ends: give it steps or switch_energy (only the last phase may run "
+                             "to the end of the episode)")
+    return phases
 
 
 class MPCAgent:
-    """``agent = MPCAgent(wm, CEM(CEMConfig.paper()), subgoals=[img0, img1, img2], switch_after=[4, 10, 4])``;
-    ``action = agent.act(frame, state)`` with frame uint8 ``[H, W, 3]`` and state ``[7]``.
+    """``agent = MPCAgent(wm, CEM(CEMConfig.paper()), goal=img)`` (one phase) or
+    ``MPCAgent(wm, phases=[Phase(grasped, cem_open, steps=4), Phase(lifted, cem_closed, steps=10),
+    Phase(placed, cem)])``; then ``action = agent.act(frame, state)`` with frame uint8 ``[H, W, 3]``, state ``[7]``.
 
-    planner: one planner, or one per sub-goal (``planner[i]`` plans towards ``subgoals[i]``).
-    fallback, fallback_after: after ``fallback_after`` steps on the final goal (the only one, without sub-goals)
-        the agent plans with ``fallback`` instead, until :meth:`reset`.
     seed: seeds the planner's ``torch.Generator`` (on the latents' device); ``reset()`` re-seeds it, so an
         episode replays bit for bit. ``None``: the global RNG.
+    Planning files (``planning.json``) describe phases by goal name; ``vjepa2_ac.agent.build_agent`` turns one
+    into an ``MPCAgent``.
     """
 
     def __init__(
         self,
         world_model: WorldModelLike,
-        planner: Planner | Sequence[Planner],
+        planner: Planner | None = None,
         goal: Any = None,
         *,
-        subgoals: Sequence[Any] | None = None,
-        switch_after: Sequence[int] | None = None,
-        switch_energy: float | None = None,
-        fallback: Planner | None = None,
-        fallback_after: int | None = None,
+        phases: Sequence[Phase] | None = None,
         seed: int | None = 0,
     ) -> None:
-        if (goal is None) == (subgoals is None):
-            raise ValueError("pass exactly one of goal=... or subgoals=[...]")
-        goals = [goal] if subgoals is None else list(subgoals)
-        if not goals:
-            raise ValueError("subgoals must not be empty")
-        if switch_after is not None:
-            if switch_energy is not None:
-                raise ValueError("pass at most one of switch_after and switch_energy")
-            if len(switch_after) not in (len(goals) - 1, len(goals)) or any(int(n) < 1 for n in switch_after):
-                raise ValueError(
-                    f"switch_after must hold {len(goals) - 1} or {len(goals)} step counts >= 1 "
-                    f"(one per sub-goal), got {list(switch_after)}"
-                )
-        planners = list(planner) if isinstance(planner, Sequence) else [planner] * len(goals)
-        if len(planners) != len(goals):
-            raise ValueError(f"planner: give one planner or one per sub-goal ({len(goals)}), got {len(planners)}")
-        if (fallback is None) != (fallback_after is None):
-            raise ValueError("pass both fallback=... and fallback_after=... or neither")
-        if fallback_after is not None and (isinstance(fallback_after, bool) or not isinstance(fallback_after, Integral)
-                                           or fallback_after < 1):
-            raise ValueError(f"fallback_after must be an int >= 1 (steps on the final goal), got {fallback_after!r}")
+        if phases is None:
+            if planner is None or goal is None:
+                raise ValueError("pass planner=... and goal=... (one phase), or phases=[Phase(...), ...]")
+            phases = [Phase(goal=goal, planner=planner)]
+        elif planner is not None or goal is not None:
+            raise ValueError("pass either planner=... and goal=... or phases=[...], not both")
         self.world_model = world_model
-        self.planners = planners
-        self.fallback = fallback
-        self.fallback_after = None if fallback_after is None else int(fallback_after)
-        self.switch_after = None if switch_after is None else [int(n) for n in switch_after]
-        self.switch_energy = switch_energy
+        self.phases = _check_phases(phases)
         self.seed = seed
-        self.goals = [self._encode_goal(g) for g in goals]
+        encoded: dict[int, Tensor] = {}  # a goal shared by several phases is encoded once
+        for ph in self.phases:
+            if id(ph.goal) not in encoded:
+                encoded[id(ph.goal)] = self._encode_goal(ph.goal)
+        self.goals = [encoded[id(ph.goal)] for ph in self.phases]  # [1, 1, N, D] per phase
         self.reset()
 
     def _encode_goal(self, goal: Any) -> Tensor:
@@ -103,30 +127,29 @@ class MPCAgent:
             return self.world_model.encode(frames[None])  # [T=1, H, W, 3] -> [1, 1, N, D]
 
     def reset(self) -> None:
-        """Start a new episode: first goal, empty records, planner warm start cleared, generator re-seeded."""
+        """Start a new episode: first phase, empty records, planner warm start cleared, generator re-seeded."""
         self.step = 0
-        self.goal_index = 0
-        self._steps_on_goal = 0
+        self.phase_index = 0
+        self._steps_in_phase = 0
         self.records: list[StepRecord] = []
-        for planner in {id(p): p for p in [*self.planners, self.fallback] if p is not None}.values():
+        for planner in {id(ph.planner): ph.planner for ph in self.phases}.values():
             planner.reset()
         self._generator: torch.Generator | None = None
 
     @property
-    def in_fallback(self) -> bool:
-        """Whether the next plan is the fallback's: ``fallback_after`` steps or more on the final goal."""
-        return (self.fallback is not None and self.goal_index == len(self.goals) - 1
-                and self._steps_on_goal >= self.fallback_after)
+    def phase(self) -> Phase:
+        """The active phase."""
+        return self.phases[self.phase_index]
 
     @property
     def planner(self) -> Planner:
-        """The active planner: the sub-goal's, or the fallback (:attr:`in_fallback`)."""
-        return self.fallback if self.in_fallback else self.planners[self.goal_index]
+        """The active phase's planner."""
+        return self.phase.planner
 
     @property
     def goal(self) -> Tensor:
-        """The active goal latent ``[1, 1, N, D]``."""
-        return self.goals[self.goal_index]
+        """The active phase's goal latent ``[1, 1, N, D]``."""
+        return self.goals[self.phase_index]
 
     def _generator_for(self, device: torch.device) -> torch.Generator | None:
         if self.seed is None:
@@ -135,12 +158,9 @@ class MPCAgent:
             self._generator = torch.Generator(device=device).manual_seed(self.seed)
         return self._generator
 
-    def _advance_by_schedule(self) -> None:
-        if self.switch_after is None or self.goal_index >= len(self.goals) - 1:
-            return
-        if self._steps_on_goal >= self.switch_after[self.goal_index]:
-            self.goal_index += 1
-            self._steps_on_goal = 0
+    def _next_phase(self) -> None:
+        self.phase_index += 1
+        self._steps_in_phase = 0
 
     def act(self, frame: Any, state: Any) -> np.ndarray:
         """Observed frame uint8 ``[H, W, 3]`` and state ``[7]`` (numpy or torch) -> action float32 ``[7]``."""
@@ -150,29 +170,22 @@ class MPCAgent:
         frame_t = torch.as_tensor(np.asarray(frame)) if not isinstance(frame, Tensor) else frame
         if frame_t.dtype != torch.uint8 or frame_t.ndim != 3 or frame_t.shape[-1] != 3:
             raise ValueError(f"frame must be uint8 [H, W, 3], got {frame_t.dtype} {tuple(frame_t.shape)}")
-        self._advance_by_schedule()
+        if self.phase.steps is not None and self._steps_in_phase >= self.phase.steps:
+            self._next_phase()
         start = time.perf_counter()
         with torch.no_grad():
             z = self.world_model.encode(frame_t[None])  # [1, 1, N, D]
             frame_energy = float(self.world_model.energy(z, self.goal)[0])
-        if (
-            self.switch_energy is not None
-            and frame_energy < self.switch_energy
-            and self.goal_index < len(self.goals) - 1
-        ):
-            self.goal_index += 1
-            self._steps_on_goal = 0
-            with torch.no_grad():
+            if self.phase.switch_energy is not None and frame_energy < self.phase.switch_energy:
+                self._next_phase()
                 frame_energy = float(self.world_model.energy(z, self.goal)[0])
         s0 = state_t.to(device=z.device, dtype=torch.float32).reshape(1, 1, 7)
-        fallback = self.in_fallback
         plan = self.planner.plan(self.world_model, z, s0, self.goal, generator=self._generator_for(z.device))
         action = plan.actions[0].detach().float().cpu().numpy()
         latency = time.perf_counter() - start
-        self.records.append(StepRecord(action, plan.energy, frame_energy, self.goal_index, latency, plan,
-                                       fallback))
+        self.records.append(StepRecord(action, plan.energy, frame_energy, self.phase_index, latency, plan))
         self.step += 1
-        self._steps_on_goal += 1
+        self._steps_in_phase += 1
         return action
 
     # -- recorded statistics ------------------------------------------------------------------------------

@@ -42,3 +42,17 @@ def tiny_world_model():
         pred = ACPredictor(ACPredictorConfig(img_size=64, patch_size=16, embed_dim=64, predictor_embed_dim=32,
                                              depth=1, num_heads=2))
     return WorldModel(enc, pred)
+
+
+@pytest.fixture(scope="session")
+def save_tiny_model(tmp_path_factory, tiny_world_model):
+    """``save_tiny_model(planning)`` -> a directory with the tiny world model and ``planning`` as its planning.json
+    (what ``--model DIR`` and ``load_world_model(DIR)`` read)."""
+
+    def save(planning) -> Path:
+        path = tmp_path_factory.mktemp("tiny_wm")
+        tiny_world_model.save_pretrained(path)
+        planning.save(path)
+        return path
+
+    return save

@@ -1,4 +1,4 @@
-"""Benchmark scripts that diagnose the bundled model run end to end on tiny settings."""
+"""The benchmark and investigation scripts that diagnose the bundled model run end to end on tiny settings."""
 
 import importlib.util
 import sys
@@ -7,26 +7,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+def load(path: str):
+    """The script ``ROOT / path`` as a module (``"benchmarks/bench_encoder_probe.py"``)."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_reach_oracle_candidates_cover_the_cube_of_moves():
-    moves = load("bench_reach_oracle").candidate_moves(0.04)
+    moves = load("investigations/reach_oracle.py").candidate_moves(0.04)
     assert moves.shape == (27, 7) and moves.dtype == np.float32
     assert len({tuple(m) for m in moves[:, :3].tolist()}) == 27 and (moves[:, 3:] == 0).all()
     np.testing.assert_allclose(np.unique(moves[:, :3]), [-0.04, 0.0, 0.04])
 
 
 def test_reach_oracle_runs_every_scorer(monkeypatch, capsys):
-    bench = load("bench_reach_oracle")
-    monkeypatch.setattr(sys, "argv", ["bench_reach_oracle.py", "--episodes", "1", "--steps", "2"])
+    bench = load("investigations/reach_oracle.py")
+    monkeypatch.setattr(sys, "argv", ["reach_oracle.py", "--episodes", "1", "--steps", "2"])
     bench.main()
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "/1 |" in line]
     assert [r.split("|")[1].strip() for r in rows] == ["distance", "encoder", "predictor"]
@@ -35,8 +36,8 @@ def test_reach_oracle_runs_every_scorer(monkeypatch, capsys):
 
 
 def test_reach_oracle_ranking_compares_predicted_and_real_energies(monkeypatch, capsys):
-    bench = load("bench_reach_oracle")
-    monkeypatch.setattr(sys, "argv", ["bench_reach_oracle.py", "--ranking", "--episodes", "2"])
+    bench = load("investigations/reach_oracle.py")
+    monkeypatch.setattr(sys, "argv", ["reach_oracle.py", "--ranking", "--episodes", "2"])
     bench.main()
     rows = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in capsys.readouterr().out.splitlines()
             if r.startswith("| ") and r.split("|")[2].strip()[:1] in "+-"}
@@ -48,7 +49,7 @@ def test_reach_oracle_ranking_compares_predicted_and_real_energies(monkeypatch, 
 
 
 def test_encoder_probe_reports_arm_object_and_grasp_figures(monkeypatch, capsys):
-    bench = load("bench_encoder_probe")
+    bench = load("benchmarks/bench_encoder_probe.py")
     monkeypatch.setattr(sys, "argv", ["bench_encoder_probe.py", "--episodes", "1", "--samples", "12"])
     bench.main()
     rows = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in capsys.readouterr().out.splitlines()
@@ -61,13 +62,13 @@ def test_encoder_probe_reports_arm_object_and_grasp_figures(monkeypatch, capsys)
 
 
 def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
+    import dataclasses
     import json
 
     import envs
-    from vjepa2_ac.evaluation import BUNDLED_MODEL, make_env
-    from vjepa2_ac.planning_config import PlanningConfig
+    from vjepa2_ac.agent import BUNDLED_MODEL, PhaseSpec, PlanningConfig, make_env
 
-    planning = PlanningConfig.load(None)  # the bundled model's camera and image size
+    planning = PlanningConfig.load(None)  # built-in defaults: phases "grasped", "lifted", "placed"
     env = make_env(planning, "pick-place", max_steps=80)
     obs, _ = env.reset(seed=0)
     expert, actions, grasped, info = envs.scripted_expert(env), [], [], {}
@@ -79,19 +80,20 @@ def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
             break
     env.close()
     assert info["is_success"] and any(grasped)
-    switch = grasped.index(True) + 3  # switch to the lift sub-goal while the expert holds the cube
+    switch = grasped.index(True) + 3  # switch to the "lifted" goal while the expert holds the cube
     rng = np.random.default_rng(0)
     dropped = [[0, 0, 0, 0, 0, 0, -1.0]] * 4  # opens the gripper on the table: nothing grasped
+    goals = ["grasped", "lifted", "placed"]
     episodes = [
         {"seed": 0, "success": True, "actions": actions,
-         "goal_indices": [0] * switch + [1] * (len(actions) - switch)},
+         "phases": [0] * switch + [1] * (len(actions) - switch), "phase_goals": goals},
         {"seed": 1, "success": True, "actions": dropped + rng.uniform(-0.02, 0.02, (4, 7)).tolist(),  # wrong record
-         "goal_indices": [0] * 4 + [1] * 4},
+         "phases": [0] * 4 + [1] * 4, "phase_goals": goals},
     ]
     cell = {"task": "pick-place", "object": "cube", "backend": "mujoco", "policy": "model", "episode_results": episodes}
     path = tmp_path / "pp.json"
     path.write_text(json.dumps({"planning": planning.to_dict(), "cells": [cell]}))
-    load("bench_pick_place_stages").main([str(path), "--model", str(BUNDLED_MODEL)])
+    load("investigations/pick_place_stages.py").main([str(path), "--model", str(BUNDLED_MODEL)])
     out = capsys.readouterr()
     header, _, row, _, _, *choices = [line for line in out.out.splitlines() if line.startswith("|")]
     counts = {k.strip(): int(v) for k, v in zip(header.strip("|").split("|")[4:], row.strip("|").split("|")[4:])}
@@ -104,22 +106,33 @@ def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
     for _, _, first, second, prefers in cells:  # the expert's episode has one state of each kind
         assert float(first.split(": ")[1]) > 0 and float(second.split(": ")[1]) > 0
         assert prefers.split(": ")[1] in ("0/1", "1/1")
-    # phases (subgoal_order [0, 0, 1, 2]: close in place on the grasp image, then lift): same stages
-    bench, env = load("bench_pick_place_stages"), make_env(planning, "pick-place", max_steps=80)
+    bench = load("investigations/pick_place_stages.py")
+    env = make_env(planning, "pick-place", max_steps=80)
     try:
-        phased = {**episodes[0], "goal_indices": [0] * (switch - 1) + [1] + [2] * (len(actions) - switch)}
-        flags, marks = bench.replay_episode(env, phased, order=[0, 0, 1, 2])
         expected = bench.replay_episode(env, episodes[0])[0]
+        # two phases on the "grasped" image (the second closes the gripper in place), then lift: same stages
+        phased = {**episodes[0], "phases": [0] * (switch - 1) + [1] + [2] * (len(actions) - switch),
+                  "phase_goals": ["grasped", "grasped", "lifted", "placed"]}
+        flags, marks = bench.replay_episode(env, phased)
         assert flags == expected and marks["release"] == switch
         assert flags["held at switch"] and flags["success"]
+        # a record without phase_goals takes them from the planning config's phases
+        plan = planning.task("pick-place")
+        closing = dataclasses.replace(plan, phases=[dataclasses.replace(plan.phases[0], steps=switch - 1),
+                                                    PhaseSpec("grasped", 1, gripper="closed"), *plan.phases[1:]])
+        bare = {k: v for k, v in phased.items() if k != "phase_goals"}
+        assert bench.replay_episode(env, bare, [ph.goal for ph in closing.phases]) == (flags, marks)
+        with pytest.raises(ValueError, match="phase_goals"):
+            bench.replay_episode(env, bare)
     finally:
         env.close()
-    # a pre-grasp sub-goal first (env option pregrasp_height): sub-goal 1 is the grasp, 2 the lift; same stages
+    # a pre-grasp goal first (env option pregrasp_height): phase 1 plans to "grasped", 2 to "lifted"; same stages
     pre = PlanningConfig.from_dict({**planning.to_dict(), "env_kwargs": {**planning.env_kwargs, "pregrasp_height": 0.1}})
     env = make_env(pre, "pick-place", max_steps=80)
     try:
-        assert env.unwrapped.grasp_subgoal == 1
-        shifted = {**episodes[0], "goal_indices": [0] * 2 + [1] * (switch - 2) + [2] * (len(actions) - switch)}
+        assert env.unwrapped.goal_names == ("pregrasp", "grasped", "lifted", "placed")
+        shifted = {**episodes[0], "phases": [0] * 2 + [1] * (switch - 2) + [2] * (len(actions) - switch),
+                   "phase_goals": ["pregrasp", "grasped", "lifted", "placed"]}
         flags, marks = bench.replay_episode(env, shifted)
         assert flags == expected == {"open at object": True, "grasped": True, "held at switch": True,
                                      "kept 3 steps": True, "opens at switch": False, "lifted 5 cm": True,
@@ -130,9 +143,9 @@ def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):
 
 
 def test_grasp_precision_plans_towards_the_grasp_pose_and_measures_the_tolerance(monkeypatch, capsys):
-    bench = load("bench_grasp_precision")
+    bench = load("investigations/grasp_precision.py")
     assert bench.parse_config("it10:iterations=10,constraint=box") == ("it10", {"iterations": 10, "constraint": "box"})
-    monkeypatch.setattr(sys, "argv", ["bench_grasp_precision.py", "--scenes", "1", "--starts", "1", "--steps", "1",
+    monkeypatch.setattr(sys, "argv", ["grasp_precision.py", "--scenes", "1", "--starts", "1", "--steps", "1",
                                       "--configs", "shipped", "--tolerance", "0"])
     bench.main()
     rows = {r.split("|")[1].strip(): r.split("|")[2:-1] for r in capsys.readouterr().out.splitlines()
@@ -144,11 +157,11 @@ def test_grasp_precision_plans_towards_the_grasp_pose_and_measures_the_tolerance
 
 
 def test_goal_image_pose_finds_the_energy_minimum_and_grasps(monkeypatch, capsys):
-    bench = load("bench_goal_image_pose")
+    bench = load("investigations/goal_image_pose.py")
     half = np.radians(35.0)  # a cube turned 70 deg is 20 deg off a face
     assert bench.relative_yaw_deg(np.array([np.cos(half), 0, 0, np.sin(half)])) == pytest.approx(20.0)
     assert bench.grid_offsets(2.0, 2.0).shape == (27, 3)
-    monkeypatch.setattr(sys, "argv", ["bench_goal_image_pose.py", "--scenes", "1", "--grid", "2", "--reach", "2"])
+    monkeypatch.setattr(sys, "argv", ["goal_image_pose.py", "--scenes", "1", "--grid", "2", "--reach", "2"])
     bench.main()
     out = capsys.readouterr().out
     rows = {r.split("|")[1].strip(): r.split("|")[2:-1] for r in out.splitlines() if r.startswith("| ") and "/1 |" in r}
@@ -161,8 +174,8 @@ def test_goal_image_pose_finds_the_energy_minimum_and_grasps(monkeypatch, capsys
 def test_reach_failures_replays_and_walks_to_the_goal(tmp_path, capsys):
     import json
 
-    from vjepa2_ac.evaluation import make_env, task_distance
-    from vjepa2_ac.planning_config import PlanningConfig
+    from vjepa2_ac.agent import PlanningConfig, make_env
+    from vjepa2_ac.eval import task_distance
 
     planning = PlanningConfig.load(None)  # the bundled model's camera and image size
     env = make_env(planning, "reach", max_steps=10)
@@ -180,7 +193,7 @@ def test_reach_failures_replays_and_walks_to_the_goal(tmp_path, capsys):
     cell = {"task": "reach", "object": "cube", "backend": "mujoco", "policy": "model", "episode_results": episodes}
     path = tmp_path / "reach.json"
     path.write_text(json.dumps({"planning": planning.to_dict(), "cells": [cell]}))
-    bench = load("bench_reach_failures")
+    bench = load("investigations/reach_failures.py")
     bench.main([str(path), "--step", "0.05"])
     out = capsys.readouterr()
     rows = [[c.strip() for c in r.strip("|").split("|")] for r in out.out.splitlines() if r.startswith("| reach.json")]

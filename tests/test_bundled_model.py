@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from vjepa2_ac import WorldModel, bundled
-from vjepa2_ac.planning_config import PlanningConfig
+from vjepa2_ac import WorldModel
+from vjepa2_ac.agent import PlanningConfig, build_planner, make_env
+from vjepa2_ac.model import bundled
 
 NAME = "vjepa2-ac-sim-small"
 
@@ -34,9 +35,9 @@ def test_bundled_model_plans_one_action_from_sim_frames(model):
     cfg = PlanningConfig.load(bundled.model_dir(NAME))
     env = gymnasium.make(cfg.env_id("reach"), **cfg.env_kwargs_for("reach", object="cube"))
     obs, info = env.reset(seed=0)
-    z = model.encode(np.stack([obs["pixels"], info["goal_pixels"]]))  # [1, 2, N, D]
+    z = model.encode(np.stack([obs["pixels"], info["goals"]["final"]]))  # [1, 2, N, D]
     assert z.shape == (1, 2, model.tokens_per_frame, model.embed_dim)
-    planner = cfg.build_planner("reach")
+    planner = build_planner(cfg, cfg.task("reach").phases[0])
     plan = planner.plan(model, z[:, :1], torch.as_tensor(obs["agent_pos"])[None, None], z[:, 1:],
                         generator=torch.Generator().manual_seed(0))
     assert plan.actions.shape == (planner.config.horizon, 7) and torch.isfinite(plan.actions).all()
@@ -47,7 +48,7 @@ def test_bundled_model_plans_one_action_from_sim_frames(model):
 def test_bundled_predictor_sees_what_the_action_does(model):
     """The shipped predictor's energy responds to the action: from reach start states, a 5 cm move towards the goal
     scores lower than the same move away on average, by a margin v0.2 (which ignored the action: mean gap 0.00014 on
-    benchmarks/bench_action_response.py) does not reach. Also checks that config.json's predict_residual is used."""
+    investigations/action_response.py) does not reach. Also checks that config.json's predict_residual is used."""
     import gymnasium
 
     import envs  # noqa: F401  (registers the ids)
@@ -64,7 +65,7 @@ def test_bundled_predictor_sees_what_the_action_does(model):
             step = 0.05 * torch.as_tensor(direction / np.linalg.norm(direction)).float()
             actions = torch.zeros(2, 1, 7)
             actions[:, 0, :3] = torch.stack([step, -step])  # towards, away
-            z = model.encode(np.stack([obs["pixels"], info["goal_pixels"]]))
+            z = model.encode(np.stack([obs["pixels"], info["goals"]["final"]]))
             s0 = torch.as_tensor(obs["agent_pos"]).float()[None, None].expand(2, 1, 7)
             z_pred, _ = model.rollout(z[:, :1].expand(2, -1, -1, -1), s0, actions)
             towards, away = model.energy(z_pred, z[:, 1:]).tolist()
@@ -75,27 +76,28 @@ def test_bundled_predictor_sees_what_the_action_does(model):
 
 
 def test_bundled_planning_grasps_with_the_gripper_open_until_the_switch():
-    """The shipped per-sub-goal settings (MODEL_CARD.md, "Open until the grasp"): on the way to the object the gripper
-    is forced open and xyz searched in the box; the grasp sub-goal's first step closes it; pick-and-place opens on the
-    placed sub-goal. reach and reach-with-object keep their single-goal settings."""
+    """The shipped phases (MODEL_CARD.md): on the way to the object (pre-grasp, then grasp image) the gripper is forced
+    open and xyz searched in the box; the lift closes it; pick-and-place opens on the placed image. reach searches
+    the gripper, reach-with-object holds it closed."""
     cfg = PlanningConfig.load(bundled.model_dir(NAME))
-    # the first two sub-goals: the pre-grasp (open gripper over the object), then the grasp (MODEL_CARD.md "A
-    # pre-grasp sub-goal"); both approach the object open, in the box
-    expected = {"grasp": [(0, -1.0), (0, -1.0), (0, 1.0)], "pick-place": [(0, -1.0), (0, -1.0), (0, 1.0), (0, -1.0)]}
-    assert cfg.env_kwargs["pregrasp_height"] == 0.1
-    for task, forced in expected.items():
-        assert cfg.task(task).plans_subgoals and len(cfg.task(task).switch_after) in (len(forced) - 1, len(forced)), task
-        spaces = [cfg.build_planner(task, subgoal=i).config.action_space() for i in range(len(forced))]
-        assert [s.forced_gripper for s in spaces] == forced, task
+    expected = {"grasp": [("pregrasp", (0, -1.0)), ("grasped", (0, -1.0)), ("lifted", (0, 1.0))],
+                "pick-place": [("pregrasp", (0, -1.0)), ("grasped", (0, -1.0)), ("lifted", (0, 1.0)),
+                               ("placed", (0, -1.0))]}
+    assert cfg.env_kwargs["pregrasp_height"] == 0.1  # the env renders the pre-grasp image
+    for task, phases in expected.items():
+        specs = cfg.task(task).phases
+        spaces = [build_planner(cfg, spec).config.action_space() for spec in specs]
+        assert [(spec.goal, space.forced_gripper) for spec, space in zip(specs, spaces)] == phases, task
         assert [s.constraint for s in spaces[:2]] == ["box", "box"], task
         assert all(s.constraint == "l1_ball" for s in spaces[2:]), task
-    assert cfg.build_planner("reach-with-object").config.action_space().forced_gripper == (0, 1.0)
-    assert cfg.build_planner("reach").config.action_space().forced_gripper is None
+    (carry,) = cfg.task("reach-with-object").phases
+    assert build_planner(cfg, carry).config.action_space().forced_gripper == (0, 1.0)
+    assert all(build_planner(cfg, p).config.action_space().forced_gripper is None for p in cfg.task("reach").phases)
 
 
 def test_bundled_reach_budget_is_the_envs_episode_length():
-    """Reach plans over the env's registered episode (40 actions, MODEL_CARD.md "A longer reach episode"); the other
-    tasks stay within theirs, and the sub-goal schedules fit in their episodes."""
+    """Reach plans over the env's registered episode (40 actions, docs/experiments.md "A longer reach episode"); the other
+    tasks stay within theirs, and the phases with a step count fit in their episodes."""
     import gymnasium
 
     import envs  # noqa: F401  (registers the ids)
@@ -105,41 +107,37 @@ def test_bundled_reach_budget_is_the_envs_episode_length():
     for task in ("grasp", "reach-with-object", "pick-place"):
         settings = cfg.task(task)
         assert settings.max_steps <= gymnasium.spec(cfg.env_id(task)).max_episode_steps, task
-        assert sum(settings.switch_after or []) <= settings.max_steps, task
+        assert sum(p.steps or 0 for p in settings.phases) <= settings.max_steps, task
 
 
 def test_bundled_reach_looks_two_actions_ahead_after_ten():
-    """Reach plans with horizon 1 (the paper's) for its first 10 actions, then with horizon 2 and otherwise the same
-    search (MODEL_CARD.md "A longer look-ahead after ten actions"); no other task has a fallback."""
+    """Reach is two phases on its one goal image: horizon 1 (the paper's) for its first 10 actions, then horizon 2
+    and otherwise the same search (docs/experiments.md "A longer look-ahead after ten actions")."""
     cfg = PlanningConfig.load(bundled.model_dir(NAME))
     reach = cfg.task("reach")
-    assert reach.fallback_after == 10 < reach.max_steps
-    first, late = cfg.build_planner("reach").config, cfg.build_planner("reach", fallback=True).config
+    assert [(p.goal, p.steps) for p in reach.phases] == [("final", 10), ("final", None)] and reach.max_steps > 10
+    first, late = (build_planner(cfg, p).config for p in reach.phases)
     assert (first.horizon, late.horizon) == (1, 2)
     assert {k: v for k, v in vars(late).items() if k != "horizon"} == {k: v for k, v in vars(first).items()
                                                                         if k != "horizon"}
-    assert all(cfg.task(t).fallback_after is None for t in ("grasp", "reach-with-object", "pick-place"))
 
 
 @pytest.mark.parametrize("task", ["grasp", "pick-place"])
 def test_bundled_grasp_subgoal_is_a_pose_the_planner_can_reach(task):
     """The bundled planner moves xyz only, so the gripper keeps its home orientation on the way to the object; the
-    first ("grasped") sub-goal image shows it there, closed on the object after the forced close (MODEL_CARD.md "Goal
+    first ("grasped") sub-goal image shows it there, closed on the object after the forced close (docs/experiments.md "Goal
     images the planner can reach"), not turned to the object's faces as the scripted expert grasps."""
-    from vjepa2_ac.evaluation import make_env
-
     cfg = PlanningConfig.load(bundled.model_dir(NAME))
-    settings = cfg.task(task)
-    phases = [{**cfg.planner_config, **settings.planner_config, **sub} for sub in settings.subgoal_planner_config]
+    phases = [cfg.planner_fields(p) for p in cfg.task(task).phases]
     assert not any(phase.get("search_rotation", False) for phase in phases)
     assert phases[0].get("open_gripper") == phases[1].get("open_gripper") == 0 and phases[2].get("close_gripper") == 0
     env = make_env(cfg, task, object="cube")
     _, info = env.reset(seed=1001)
     u = env.unwrapped
     home = u.get_ee_state()
-    for state in info["subgoal_states"]:
+    for state in info["goal_states"].values():
         np.testing.assert_allclose(state[3:6], home[3:6], atol=1e-4)  # the home orientation
-    above, grasped = info["subgoal_states"][:2]
+    above, grasped = info["goal_states"]["pregrasp"], info["goal_states"]["grasped"]
     assert above[6] == 0.0 and np.allclose(above[:3], grasped[:3] + [0.0, 0.0, 0.1], atol=1e-6)  # open, 10 cm up
     assert grasped[6] == np.float32(u.goal["hold_closedness"])  # closed on the object
     assert np.linalg.norm(grasped[:3] - u.goal["configs"][1][0]) < 1e-6  # at the grasp point on the object

@@ -39,7 +39,7 @@ def test_console_script_runs():
 def test_threads_option_sets_torch_threads_or_refuses_bad_values(name, tmp_path):
     import torch
 
-    from vjepa2_ac.commands import apply_threads
+    from vjepa2_ac.commands.common import apply_threads
 
     required = {"train": ["--data", "d", "--out", "o"], "pretrain-encoder": ["--data", "d", "--out", "o"],
                 "encode-dataset": ["--data", "d", "--encoder", "e", "--out", "o"], "demo": [], "eval": []}[name]

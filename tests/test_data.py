@@ -44,6 +44,12 @@ def coded_frames(episode: int, num: int, size: int = 32) -> np.ndarray:
     return frames
 
 
+def write_test_video(path, frames, fps, codec="libx264"):
+    """Near-lossless H.264 with a key frame every 8 frames (decoded pixels stay close to the written ones)."""
+    options = {"crf": "10", "g": "8"} if codec == "libx264" else None
+    return write_video(frames, path, fps, codec=codec, options=options)
+
+
 def decode_code(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(episode [k], frame index [k]) read back from :func:`coded_frames` images."""
     f = np.asarray(frames, dtype=np.float64)
@@ -331,8 +337,8 @@ def make_droid_trajectory(path: Path, episode: int, num: int, fps: float = 15.0,
         h5["observation/robot_state/gripper_position"] = states[:, 6]
         h5[f"observation/camera_extrinsics/{serial}_left"] = np.tile(np.arange(6.0), (num, 1)) + episode
         h5["action/cartesian_position"] = states[:, :6]  # present in DROID, unused here
-    write_video(path / "recordings" / "MP4" / f"{serial}.mp4", coded_frames(episode, num), fps)
-    write_video(path / "recordings" / "MP4" / "9999.mp4", coded_frames(5, num), fps)  # another camera
+    write_test_video(path / "recordings" / "MP4" / f"{serial}.mp4", coded_frames(episode, num), fps)
+    write_test_video(path / "recordings" / "MP4" / "9999.mp4", coded_frames(5, num), fps)  # another camera
     meta = {"left_mp4_path": f"lab/success/2023/{path.name}/recordings/MP4/{serial}.mp4",
             "wrist_mp4_path": f"lab/success/2023/{path.name}/recordings/MP4/9999.mp4"}
     (path / f"metadata_{path.name}.json").write_text(json.dumps(meta))
@@ -340,7 +346,7 @@ def make_droid_trajectory(path: Path, episode: int, num: int, fps: float = 15.0,
 
 
 def test_video_helpers_round_trip(tmp_path):
-    write_video(tmp_path / "v.mp4", coded_frames(1, 12), fps=15)
+    write_test_video(tmp_path / "v.mp4", coded_frames(1, 12), fps=15)
     assert video_info(tmp_path / "v.mp4") == (12, 15.0)
     episode, idx = decode_code(decode_frames(tmp_path / "v.mp4", [7, 2, 11]))
     assert episode.tolist() == [1, 1, 1] and idx.tolist() == [7, 2, 11]
@@ -428,7 +434,7 @@ def make_lerobot_v3(root: Path, lengths: list[int], fps: int = 10, episodes_per_
         pq.write_table(table, data_path)
         video_path = root / "videos" / video_key / "chunk-000" / f"file-{file_index:03d}.mp4"
         video_path.parent.mkdir(parents=True, exist_ok=True)
-        write_video(video_path, np.concatenate(video), fps, codec=codec)
+        write_test_video(video_path, np.concatenate(video), fps, codec=codec)
     (root / "meta" / "episodes" / "chunk-000").mkdir(parents=True)
     # episodes stored out of order: the reader must sort by episode_index
     order = list(reversed(range(len(lengths))))

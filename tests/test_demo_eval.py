@@ -1,4 +1,5 @@
-"""demo / eval / landscape commands, the planning config, the episode runner, statistics, plots and videos.
+"""demo / eval / landscape commands, the episode runner, statistics, plots and videos (planning files and the agent
+builder: ``test_planning.py``).
 
 Everything runs on a tiny random world model (64 px, 1 encoder layer, 1 predictor layer) saved with a
 ``planning.json`` to a temp dir and passed with ``--model DIR``."""
@@ -15,31 +16,31 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vjepa2_ac.evaluation import (
+from vjepa2_ac.agent import PlanningConfig, TaskPlan, build_planner, load_world_model, make_env
+from vjepa2_ac.agent.planning import PhaseSpec
+from vjepa2_ac.data.franka_example import load_franka_example
+from vjepa2_ac.eval import (
     CellResult,
     EpisodeResult,
     RandomPolicy,
     energy_landscape,
     landscape_actions,
-    load_franka_example,
     load_recorded_cells,
     results_table,
+    run_episode,
     untrained_world_model,
     wilson_interval,
 )
-from vjepa2_ac.planning_config import PlanningConfig, TaskSettings, task_name
 
 TINY_PLANNING = PlanningConfig(
-    camera="workspace", image_size=64, planner_config={"samples": 16, "topk": 4, "iterations": 2},
-    tasks={"reach": TaskSettings(max_steps=2), "pick-place": TaskSettings(max_steps=3, switch_after=[1, 1])})
+    camera="workspace", image_size=64, planner={"samples": 16, "topk": 4, "iterations": 2},
+    tasks={"reach": TaskPlan(2), "pick-place": TaskPlan(3, [PhaseSpec("grasped", 1), PhaseSpec("lifted", 1),
+                                                            PhaseSpec("placed")])})
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_world_model):
-    path = tmp_path_factory.mktemp("tiny_wm")
-    tiny_world_model.save_pretrained(path)
-    TINY_PLANNING.save(path)
-    return path
+def tiny_model_dir(save_tiny_model):
+    return save_tiny_model(TINY_PLANNING)
 
 
 def run_command(name: str, argv: list[str]) -> int:
@@ -51,114 +52,6 @@ def run_command(name: str, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     args.command = name
     return module.run(args)
-
-
-# ---------------------------------------------------------------------------------------------- planning config
-def test_planning_config_defaults_when_the_file_is_missing(tmp_path):
-    cfg = PlanningConfig.load(tmp_path)
-    assert cfg == PlanningConfig() and cfg.source is None
-    assert cfg.task("pick_place").switch_after == [4, 10, 4]  # the paper's schedule
-    assert PlanningConfig.load(None) == PlanningConfig()
-
-
-def test_planning_config_round_trip_and_per_task_overrides(tmp_path):
-    data = {"camera": "workspace", "image_size": 96, "env_kwargs": {"msaa": 0}, "planner": "cem",
-            "planner_config": {"samples": 50, "dtype": "bf16", "axis": {"6": 0.0}},
-            "tasks": {"pick_place": {"max_steps": 30, "switch_energy": 0.2, "planner_config": {"samples": 70}}}}
-    (tmp_path / "planning.json").write_text(json.dumps(data))
-    cfg = PlanningConfig.load(tmp_path)
-    assert cfg.source == str(tmp_path / "planning.json")
-    assert cfg.task("pick-place").max_steps == 30 and cfg.task("PICK-PLACE").switch_energy == 0.2
-    assert cfg.task("reach") == TaskSettings(max_steps=20)  # unlisted tasks keep the defaults
-    fields = cfg.planner_fields("pick-place")
-    assert fields["samples"] == 70 and fields["dtype"] is torch.bfloat16 and fields["axis"] == {6: 0.0}
-    assert cfg.planner_fields("reach")["samples"] == 50
-    auto = PlanningConfig(planner_config={"dtype": "auto"})
-    assert auto.planner_fields("reach")["dtype"] == "auto" and auto.build_planner("reach").config.dtype == "auto"
-    planner = cfg.build_planner("pick-place")
-    assert type(planner).__name__ == "CEM"
-    assert planner.config.samples == 70 and planner.config.constraint == "l1_ball"  # paper preset underneath
-    kwargs = cfg.env_kwargs_for("grasp", object="cup", backend="pybullet")
-    assert kwargs == {"object": "cup", "backend": "pybullet", "camera": "workspace", "image_size": (96, 96),
-                      "msaa": 0}
-    cfg.save(tmp_path / "copy")
-    assert PlanningConfig.load(tmp_path / "copy") == cfg
-
-
-def test_planning_config_per_subgoal_planner_fields():
-    cfg = PlanningConfig(planner_config={"samples": 50}, tasks={"pick-place": {
-        "switch_after": [2, 2], "planner_config": {"samples": 60},
-        "subgoal_planner_config": [{}, {"close_gripper": 0, "samples": 40}, {}]}})
-    assert cfg.planner_fields("pick-place", 0)["samples"] == 60 and "close_gripper" not in cfg.planner_fields("pick-place", 0)
-    assert cfg.planner_fields("pick-place", 1) == {"samples": 40, "close_gripper": 0}
-    assert cfg.planner_fields("pick-place", 1, samples=20)["samples"] == 20  # explicit overrides win
-    assert cfg.build_planner("pick-place", subgoal=1).config.close_gripper == 0
-    assert cfg.build_planner("pick-place").config.close_gripper is None
-    with pytest.raises(ValueError, match="subgoal=3"):
-        cfg.planner_fields("pick-place", 3)
-    with pytest.raises(ValueError, match="subgoal=0"):
-        cfg.planner_fields("reach", 0)
-
-
-def test_planning_config_fallback_planner_fields():
-    cfg = PlanningConfig(planner_config={"samples": 50}, tasks={
-        "reach": {"planner_config": {"samples": 60}, "fallback_after": 10, "fallback_planner_config": {"horizon": 2}},
-        "pick-place": {"switch_after": [2, 2], "subgoal_planner_config": [{}, {}, {"open_gripper": 0}],
-                       "fallback_after": 3, "fallback_planner_config": {"samples": 80}}})
-    assert cfg.planner_fields("reach", fallback=True) == {"samples": 60, "horizon": 2}
-    assert "horizon" not in cfg.planner_fields("reach")
-    assert cfg.planner_fields("reach", fallback=True, horizon=3)["horizon"] == 3  # explicit overrides win
-    assert cfg.build_planner("reach", fallback=True).config.horizon == 2
-    # over the final sub-goal's fields
-    assert cfg.planner_fields("pick-place", 2, fallback=True) == {"samples": 80, "open_gripper": 0}
-    with pytest.raises(ValueError, match="has no fallback_planner_config"):
-        cfg.planner_fields("grasp", fallback=True)
-    assert PlanningConfig.from_dict(cfg.to_dict()) == cfg
-
-
-@pytest.mark.parametrize("name, cls", [("cem", "CEM"), ("mppi", "MPPI"), ("icem", "ICEM"),
-                                       ("gradient", "GradientPlanner")])
-def test_build_planner_for_every_planner_name(name, cls):
-    cfg = PlanningConfig(planner=name, planner_config={"horizon": 2})
-    planner = cfg.build_planner("reach")
-    assert type(planner).__name__ == cls and planner.config.horizon == 2
-    # a CEM-tuned file asked for another planner keeps the shared fields only
-    other = PlanningConfig(planner_config={"samples": 32, "topk": 4, "maxnorm": 0.04}).build_planner(planner="gradient")
-    assert type(other).__name__ == "GradientPlanner" and other.config.maxnorm == 0.04
-
-
-@pytest.mark.parametrize("data, match", [
-    ({"cameras": "x"}, "unknown planning config key"),
-    ({"planner": "rrt"}, "planner must be one of"),
-    ({"image_size": 8}, "image_size"),
-    ({"tasks": {"stack": {}}}, "unknown task"),
-    ({"tasks": {"reach": {"max_steps": 0}}}, "max_steps"),
-    ({"tasks": {"reach": {"steps": 3}}}, "unknown key"),
-    ({"tasks": {"pick-place": {"switch_after": [4, 0]}}}, "switch_after"),
-    ({"tasks": {"pick-place": {"switch_after": [4], "switch_energy": 0.1}}}, "at most one"),
-    ({"env_kwargs": {"camera": "wrist"}}, "env_kwargs must not set"),
-    ({"tasks": {"pick-place": {"subgoal_planner_config": {"close_gripper": 0}}}}, "subgoal_planner_config"),
-    ({"tasks": {"pick-place": {"subgoal_planner_config": [{}, 3]}}}, "subgoal_planner_config"),
-    ({"tasks": {"reach": {"fallback_after": 10}}}, "both fallback_after and fallback_planner_config"),
-    ({"tasks": {"reach": {"fallback_planner_config": {"horizon": 2}}}}, "both fallback_after"),
-    ({"tasks": {"reach": {"fallback_after": 0, "fallback_planner_config": {}}}}, "fallback_after must be an int"),
-    ({"tasks": {"reach": {"fallback_after": "10", "fallback_planner_config": {}}}}, "fallback_after must be an int"),
-    ({"tasks": {"reach": {"fallback_after": 3, "fallback_planner_config": [2]}}}, "fallback_planner_config must"),
-])
-def test_planning_config_rejects_bad_files(tmp_path, data, match):
-    (tmp_path / "planning.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=match):
-        PlanningConfig.load(tmp_path)
-
-
-def test_planning_config_bad_json_and_unknown_planner_field(tmp_path):
-    (tmp_path / "planning.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        PlanningConfig.load(tmp_path)
-    with pytest.raises(ValueError, match=r"unknown CEMConfig field\(s\) \['sample'\]"):
-        PlanningConfig(planner_config={"sample": 3}).build_planner("reach")
-    with pytest.raises(ValueError, match="unknown task"):
-        task_name("stack")
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -227,8 +120,6 @@ def test_franka_example_asset_matches_the_fixture(official_small):
 
 # ---------------------------------------------------------------------------------------------- episodes
 def test_run_episode_is_deterministic_and_baselines_share_seeds(tiny_model_dir):
-    from vjepa2_ac.evaluation import load_world_model, make_env, run_episode
-
     wm, planning, _ = load_world_model(tiny_model_dir)
     assert planning == TINY_PLANNING
     env = make_env(planning, "reach")
@@ -245,73 +136,8 @@ def test_run_episode_is_deterministic_and_baselines_share_seeds(tiny_model_dir):
     assert not np.allclose(a.actions, r.actions)
 
 
-def test_pick_place_episode_uses_the_subgoal_planners(tiny_model_dir):
-    from dataclasses import replace
-
-    from vjepa2_ac.evaluation import load_world_model, make_env, run_episode
-
-    wm, planning, _ = load_world_model(tiny_model_dir)
-    settings = replace(planning.task("pick-place"), max_steps=3,
-                       subgoal_planner_config=[{}, {"close_gripper": 0}, {"open_gripper": 0}])
-    per_goal = replace(planning, tasks={**planning.tasks, "pick-place": settings})
-    env = make_env(per_goal, "pick-place")
-    try:
-        result = run_episode(env, wm, per_goal, "pick-place", seed=4)
-        per_goal.tasks["pick-place"] = replace(settings, subgoal_planner_config=[{}, {}])
-        with pytest.raises(ValueError, match="subgoal_planner_config has 2 entries for 3 sub-goals"):
-            run_episode(env, wm, per_goal, "pick-place", seed=4)
-    finally:
-        env.close()
-    assert result.goal_indices == [0, 1, 2]
-    assert result.actions[1, 6] > 0.95  # sub-goal 1 (lift and carry): the gripper is held closed
-    assert result.actions[2, 6] < -0.95  # sub-goal 2 (placed): the gripper is opened
-
-
-def test_reach_episode_hands_over_to_the_fallback_planner(tiny_model_dir):
-    from dataclasses import replace
-
-    from vjepa2_ac.evaluation import load_world_model, make_env, run_episode
-
-    wm, planning, _ = load_world_model(tiny_model_dir)
-    late = replace(planning, stop_on_success=False, tasks={**planning.tasks, "reach": TaskSettings(
-        max_steps=3, fallback_after=2, fallback_planner_config={"horizon": 2})})
-    env = make_env(late, "reach")
-    try:
-        result = run_episode(env, wm, late, "reach", seed=3)
-        plain = run_episode(env, wm, replace(late, tasks={**late.tasks, "reach": TaskSettings(max_steps=3)}), "reach",
-                            seed=3)
-    finally:
-        env.close()
-    assert result.steps == 3 and result.fallback_from == 2 and result.summary()["fallback_from"] == 2
-    assert plain.fallback_from is None
-    np.testing.assert_array_equal(result.actions[:2], plain.actions[:2])  # the same planner until the hand-over
-    assert not np.allclose(result.actions[2], plain.actions[2])
-
-
-def test_grasp_plans_through_its_subgoals_only_with_a_switch_rule(tiny_model_dir):
-    from dataclasses import replace
-
-    from vjepa2_ac.evaluation import load_world_model, make_agent, make_env, run_episode
-
-    wm, planning, _ = load_world_model(tiny_model_dir)
-    one_image = replace(planning, tasks={**planning.tasks, "grasp": TaskSettings(max_steps=3)})
-    assert not one_image.task("grasp").plans_subgoals and not TaskSettings(switch_after=[2], use_subgoals=False).plans_subgoals
-    env = make_env(one_image, "grasp")
-    try:
-        _, info = env.reset(seed=2)
-        assert len(info["subgoals"]) == 2  # grasped, lifted
-        assert len(make_agent(wm, one_image, "grasp", info).goals) == 1  # the paper's one-image protocol
-        two = replace(planning, tasks={**planning.tasks, "grasp": TaskSettings(
-            max_steps=3, switch_after=[1], subgoal_planner_config=[{}, {"close_gripper": 0}])})
-        assert two.task("grasp").plans_subgoals
-        result = run_episode(env, wm, two, "grasp", seed=2)
-    finally:
-        env.close()
-    assert result.goal_indices == [0, 1, 1] and np.all(result.actions[1:, 6] > 0.95)
-
-
 def test_random_policy_stays_in_the_planners_action_space():
-    planner = PlanningConfig().build_planner("reach")  # paper: xyz in the L1 ball of radius 0.075
+    planner = build_planner(PlanningConfig())  # paper: xyz in the L1 ball of radius 0.075
     policy = RandomPolicy(planner, seed=0)
     actions = np.stack([policy() for _ in range(200)])
     assert np.all(np.abs(actions[:, :3]).sum(1) <= 0.075 + 1e-6)
@@ -343,7 +169,7 @@ def test_demo_end_to_end_writes_video_sheet_and_summary(tiny_model_dir, tmp_path
     assert len(videos) == 1 and (out / f"{stem}.png").stat().st_size > 10_000
     summary = json.loads((out / f"{stem}.json").read_text())
     assert summary["steps"] == 3 and isinstance(summary["success"], bool)
-    assert summary["goal_indices"] == [0, 1, 2]  # switch_after [1, 1] through the three sub-goals
+    assert summary["phases"] == [0, 1, 2] and summary["phase_goals"] == ["grasped", "lifted", "placed"]
     if videos[0].suffix == ".mp4":
         with av.open(str(videos[0])) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -386,7 +212,7 @@ def test_eval_baselines_only_runs_the_same_seeds_without_the_model(tiny_model_di
     assert [(c["policy"], c["seeds"]) for c in cells] == [("random", [7, 8])]
     with pytest.raises(SystemExit, match="--baselines-only needs --baselines"):
         run_command("eval", ["--model", str(tiny_model_dir), "--baselines-only"])
-    from vjepa2_ac.evaluation import evaluate
+    from vjepa2_ac.eval import evaluate
 
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate(None, None, tasks=["reach"], include_model=False)
@@ -404,13 +230,13 @@ def test_landscape_on_the_franka_example_and_on_a_sim_frame(tiny_model_dir, tmp_
         np.testing.assert_allclose(data["reference_delta"], load_franka_example()["gt_action"][:3], atol=1e-6)
     assert "ground truth" in capsys.readouterr().out
     out2 = tmp_path / "land_env.png"
-    assert run_command("landscape", ["--model", str(tiny_model_dir), "--env", "pick-place", "--subgoal", "0",
+    assert run_command("landscape", ["--model", str(tiny_model_dir), "--env", "pick-place", "--goal-name", "grasped",
                                      "--grid", "3", "--reduce", "slice", "--out", str(out2)]) == 0
     assert out2.stat().st_size > 10_000
 
 
 def test_missing_bundled_model_gives_one_clear_line(monkeypatch, tmp_path, capsys):
-    from vjepa2_ac import bundled
+    from vjepa2_ac.model import bundled
 
     monkeypatch.setattr(bundled, "MODELS", {})
     monkeypatch.chdir(tmp_path)
@@ -453,7 +279,7 @@ def test_landscape_from_image_files(tiny_model_dir, tmp_path):
 def test_write_video_mp4_and_gif(tmp_path):
     import av
 
-    from vjepa2_ac.video import write_video
+    from vjepa2_ac.data.video import video_info, write_video
 
     frames = np.random.default_rng(0).integers(0, 255, (5, 33, 47, 3), dtype=np.uint8)  # odd sizes get padded
     mp4 = write_video(frames, tmp_path / "v.mp4", fps=4)
@@ -461,6 +287,7 @@ def test_write_video_mp4_and_gif(tmp_path):
     with av.open(str(mp4)) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(decoded) == 5 and decoded[0].shape == (34, 48, 3)
+    assert video_info(write_video(frames, tmp_path / "f.mp4", fps=2.5)) == (5, 2.5)  # fractional rates are kept
     gif = write_video(frames, tmp_path / "v.gif")
     from PIL import Image
 
@@ -468,11 +295,14 @@ def test_write_video_mp4_and_gif(tmp_path):
         assert img.n_frames == 5
     with pytest.raises(ValueError, match="uint8"):
         write_video(frames.astype(np.float32), tmp_path / "bad.mp4")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif", "v.mp4"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.mp4", "v.gif", "v.mp4"]  # no temp files left
+    for fps in (0, -1.0, "4", True):
+        with pytest.raises(ValueError, match="fps"):
+            write_video(frames, tmp_path / "bad.mp4", fps=fps)
 
 
 def test_plots_check_their_inputs(tmp_path):
-    from vjepa2_ac.plotting import plot_episode_sheet, reduce_landscape
+    from vjepa2_ac.eval.plots import plot_episode_sheet, reduce_landscape
 
     e = np.arange(27.0).reshape(3, 3, 3)
     np.testing.assert_allclose(reduce_landscape(e, 1, "mean"), e.mean(1))
@@ -480,48 +310,11 @@ def test_plots_check_their_inputs(tmp_path):
     with pytest.raises(ValueError, match="reduce"):
         reduce_landscape(e, 1, "max")
     with pytest.raises(ValueError, match="frames"):
-        plot_episode_sheet(tmp_path / "s.png", subgoals=[], frames=np.zeros((0, 8, 8, 3), np.uint8))
+        plot_episode_sheet(tmp_path / "s.png", goals=[], frames=np.zeros((0, 8, 8, 3), np.uint8))
     img = np.zeros((8, 8, 3), np.uint8)
-    path = plot_episode_sheet(tmp_path / "s.png", subgoals=[img], frames=np.stack([img] * 3), energies=[1.0, 0.5],
-                              frame_energies=[1.1, 0.7], goal_indices=[0, 0])
+    path = plot_episode_sheet(tmp_path / "s.png", goals=[("final", img), ("final", img)], frames=np.stack([img] * 3),
+                              energies=[1.0, 0.5], frame_energies=[1.1, 0.7], phases=[0, 1])
     assert path.stat().st_size > 5_000
-
-
-def test_subgoal_order_plans_phases_over_the_envs_subgoal_images(tiny_model_dir):
-    """``subgoal_order`` [0, 0, 1, 2]: a second phase on the "grasped" image closes the gripper there (in place)
-    before the lift; ``switch_after`` and ``subgoal_planner_config`` then count phases."""
-    from dataclasses import replace
-
-    from vjepa2_ac.evaluation import load_world_model, make_agent, make_env, run_episode
-
-    wm, planning, _ = load_world_model(tiny_model_dir)
-    settings = TaskSettings(max_steps=4, switch_after=[1, 1, 1, 1], subgoal_order=[0, 0, 1, 2],
-                            subgoal_planner_config=[{"open_gripper": 0}, {"close_gripper": 0}, {"close_gripper": 0},
-                                                    {"open_gripper": 0}])
-    phased = replace(planning, tasks={**planning.tasks, "pick-place": settings})
-    env = make_env(phased, "pick-place")
-    try:
-        _, info = env.reset(seed=4)
-        agent = make_agent(wm, phased, "pick-place", info)
-        assert len(agent.goals) == 4
-        assert torch.equal(agent.goals[0], agent.goals[1])  # both phases plan to the "grasped" image's latent
-        placed = wm.encode(np.asarray(info["subgoals"][2])[None, None]).reshape(agent.goals[3].shape)
-        torch.testing.assert_close(agent.goals[3], placed)
-        assert not torch.allclose(agent.goals[1], agent.goals[2])
-        result = run_episode(env, wm, phased, "pick-place", seed=4)
-        assert result.goal_indices == [0, 1, 2, 3]
-        assert result.actions[0, 6] < 0 < result.actions[1, 6] and result.actions[2, 6] > 0 > result.actions[3, 6]
-        phased.tasks["pick-place"] = replace(settings, subgoal_order=[0, 3])
-        with pytest.raises(ValueError, match=r"subgoal_order names sub-goal\(s\) \[3\]; the env gives 3"):
-            make_agent(wm, phased, "pick-place", info)
-        phased.tasks["pick-place"] = replace(settings, subgoal_order=[0, 1, 2], switch_after=[1, 1])
-        with pytest.raises(ValueError, match=r"subgoal_planner_config has 4 entries for 3 phases \(subgoal_order\)"):
-            make_agent(wm, phased, "pick-place", info)
-    finally:
-        env.close()
-    for bad in ([], [0, -1], [0, 1.5], "012", [True]):
-        with pytest.raises(ValueError, match="subgoal_order must be a non-empty list"):
-            TaskSettings(subgoal_order=bad)
 
 
 def test_load_recorded_cells_reads_an_eval_json_back(tmp_path):

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from transformers import VJEPA2Config
 
-from vjepa2_ac.checkpoint import CheckpointError
-from vjepa2_ac.encoder import KNOWN_ENCODERS, Encoder, vjepa2_config_from_official
-from vjepa2_ac.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
+from vjepa2_ac.model.checkpoint import CheckpointError
+from vjepa2_ac.model.encoder import KNOWN_ENCODERS, Encoder, vjepa2_config_from_official
+from vjepa2_ac.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
 
 torch.set_num_threads(1)
 

@@ -18,6 +18,15 @@ BACKENDS = ["mujoco", "pybullet"]
 SMALL = {"image_size": 64}
 
 
+def goal_images(info: dict) -> list:
+    """The goal images in the order the env renders them (``"final"`` repeats the last one)."""
+    return [img for name, img in info["goals"].items() if name != "final"]
+
+
+def goal_states(info: dict) -> list:
+    return [state for name, state in info["goal_states"].items() if name != "final"]
+
+
 def make(env_id, **kw):
     return gym.make(env_id, **{**SMALL, **kw})
 
@@ -56,9 +65,11 @@ def test_observation_layout_and_goal_keys(backend):
     assert obs["agent_pos"].shape == (7,) and obs["agent_pos"].dtype == np.float32
     assert obs["observation"].shape == (14,)
     np.testing.assert_allclose(obs["achieved_goal"], env.unwrapped.get_object_pose()[0], atol=1e-6)
-    assert len(info["subgoals"]) == 3 and info["goal_pixels"].shape == (64, 64, 3)
-    np.testing.assert_array_equal(info["goal_pixels"], info["subgoals"][-1])
-    assert len(info["subgoal_states"]) == 3 and info["goal_state"].shape == (7,)
+    assert list(info["goals"]) == ["grasped", "lifted", "placed", "final"] and info["goal_pixels"].shape == (64, 64, 3)
+    assert list(info["goal_states"]) == list(info["goals"]) and env.unwrapped.goal_names == ("grasped", "lifted", "placed")
+    np.testing.assert_array_equal(info["goal_pixels"], info["goals"]["final"])
+    np.testing.assert_array_equal(info["goals"]["final"], info["goals"]["placed"])
+    assert len(goal_states(info)) == 3 and info["goal_state"].shape == (7,)
     # the state getter is the DROID 7-vector and matches the observation
     np.testing.assert_allclose(env.unwrapped.get_ee_state(), obs["agent_pos"], atol=1e-5)
     reward = env.unwrapped.compute_reward(obs["achieved_goal"], obs["desired_goal"], info)
@@ -127,15 +138,15 @@ def test_grasp_gives_a_grasped_then_a_lifted_subgoal():
     _, info = env.reset(seed=4)
     u = env.unwrapped
     obj_pos = u.get_object_pose()[0]
-    assert len(info["subgoals"]) == 2 and len(info["subgoal_states"]) == 2
-    np.testing.assert_array_equal(info["goal_pixels"], info["subgoals"][-1])
-    grasped, lifted = info["subgoal_states"]
+    assert len(goal_images(info)) == 2 and len(goal_states(info)) == 2
+    np.testing.assert_array_equal(info["goal_pixels"], goal_images(info)[-1])
+    grasped, lifted = goal_states(info)
     hold = u.goal["hold_closedness"]
     # sub-goal 1: the pinch point on the resting object, gripper at the holding closedness; the goal: lifted
     np.testing.assert_allclose(grasped[:3], u.goal["configs"][0][0], atol=1e-6)
     assert abs(grasped[2] - lifted[2] + LIFT_HEIGHT) < 1e-6 and grasped[6] == lifted[6] == np.float32(hold)
     np.testing.assert_allclose(u.goal["configs"][0][3], obj_pos, atol=1e-9)
-    assert not np.array_equal(info["subgoals"][0], info["subgoals"][1])
+    assert not np.array_equal(goal_images(info)[0], goal_images(info)[1])
     env.close()
 
 
@@ -156,9 +167,9 @@ def test_goal_gripper_yaw_and_grasp_goal_gripper(env_id):
         np.testing.assert_array_equal(m2, h._home_mat)
     assert h.goal["configs"][0][2] == 0.0 and d.goal["configs"][0][2] == d.goal["hold_closedness"]
     assert [c for _, _, c, *_ in h.goal["configs"][1:]] == [c for _, _, c, *_ in d.goal["configs"][1:]]
-    np.testing.assert_allclose(info_h["subgoal_states"][0][3:6], h.get_ee_state()[3:6], atol=1e-5)
-    assert not np.array_equal(info_d["subgoals"][0], info_h["subgoals"][0])
-    for img, (p, m, c, op, oq) in zip(info_h["subgoals"], h.goal["configs"]):
+    np.testing.assert_allclose(goal_states(info_h)[0][3:6], h.get_ee_state()[3:6], atol=1e-5)
+    assert not np.array_equal(goal_images(info_d)[0], goal_images(info_h)[0])
+    for img, (p, m, c, op, oq) in zip(goal_images(info_h), h.goal["configs"]):
         np.testing.assert_array_equal(img, h.render_configuration(p, m, c, op, oq))
     default.close(), home.close()
 
@@ -171,7 +182,7 @@ def test_pregrasp_height_adds_an_open_gripper_subgoal_over_the_object(env_id):
     _, info_d = default.reset(seed=11)
     _, info_p = pre.reset(seed=11)
     d, p = default.unwrapped, pre.unwrapped
-    assert len(info_p["subgoals"]) == len(info_d["subgoals"]) + 1
+    assert len(goal_images(info_p)) == len(goal_images(info_d)) + 1
     assert (p.grasp_subgoal, d.grasp_subgoal) == (1, 0)  # where the "grasped" sub-goal is
     first, grasped = p.goal["configs"][0], d.goal["configs"][0]
     np.testing.assert_allclose(first[0], grasped[0] + [0.0, 0.0, 0.1], atol=1e-12)
@@ -181,11 +192,11 @@ def test_pregrasp_height_adds_an_open_gripper_subgoal_over_the_object(env_id):
     for a, b in zip(p.goal["configs"][1:], d.goal["configs"]):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-    for a, b in zip(info_p["subgoals"][1:], info_d["subgoals"]):
+    for a, b in zip(goal_images(info_p)[1:], goal_images(info_d)):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(info_p["subgoals"][0], p.render_configuration(*first))
-    np.testing.assert_allclose(info_p["subgoal_states"][0][:3], first[0], atol=1e-6)
-    assert info_p["subgoal_states"][0][6] == 0.0
+    np.testing.assert_array_equal(goal_images(info_p)[0], p.render_configuration(*first))
+    np.testing.assert_allclose(goal_states(info_p)[0][:3], first[0], atol=1e-6)
+    assert goal_states(info_p)[0][6] == 0.0
     ok, _ = run_expert(pre, seed=11)
     assert ok
     default.close(), pre.close()
@@ -208,7 +219,7 @@ def test_goal_images_are_goal_configuration_renders(backend):
     env = make("vjepa2ac/FrankaPickPlace-v0", backend=backend)
     obs, info = env.reset(seed=5)
     u = env.unwrapped
-    for img, (p, m, c, op, oq) in zip(info["subgoals"], u.goal["configs"]):
+    for img, (p, m, c, op, oq) in zip(goal_images(info), u.goal["configs"]):
         np.testing.assert_array_equal(img, u.render_configuration(p, m, c, op, oq))
     # rendering a configuration does not disturb the physics state
     before = obs["agent_pos"].copy()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vjepa2_ac.planning_config import PlanningConfig, TaskSettings
+from vjepa2_ac.agent import PlanningConfig, TaskPlan
+from vjepa2_ac.agent.planning import PhaseSpec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # the library's packages, its declared dependencies and the standard library
@@ -21,12 +22,11 @@ PUBLIC_MODULES = {"vjepa2_ac", "planners", "envs", "torch", "transformers", "num
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_world_model):
-    path = tmp_path_factory.mktemp("tiny_wm_examples")
-    tiny_world_model.save_pretrained(path)
-    PlanningConfig(camera="workspace", image_size=64, planner_config={"samples": 16, "topk": 4, "iterations": 2},
-                   tasks={"pick-place": TaskSettings(max_steps=3, switch_after=[1, 1])}).save(path)
-    return path
+def tiny_model_dir(save_tiny_model):
+    phases = [PhaseSpec("grasped", 1), PhaseSpec("lifted", 1), PhaseSpec("placed")]
+    return save_tiny_model(PlanningConfig(camera="workspace", image_size=64,
+                                          planner={"samples": 16, "topk": 4, "iterations": 2},
+                                          tasks={"pick-place": TaskPlan(3, phases)}))
 
 
 def run_example(name: str, argv: list[str], monkeypatch, cwd: Path) -> None:
@@ -38,12 +38,12 @@ def run_example(name: str, argv: list[str], monkeypatch, cwd: Path) -> None:
 def test_plan_reach(tiny_model_dir, tmp_path, monkeypatch, capsys):
     run_example("plan_reach.py", ["--model", str(tiny_model_dir), "--steps", "2"], monkeypatch, tmp_path)
     out = capsys.readouterr().out
-    assert "step  1:" in out and "s per action" in out
+    assert "step  1 (phase 0):" in out and "s per action" in out
 
 
 def test_pick_and_place(tiny_model_dir, tmp_path, monkeypatch, capsys):
     run_example("pick_and_place.py", ["--model", str(tiny_model_dir), "--out", "pp"], monkeypatch, tmp_path)
-    assert "sub-goal 3" in capsys.readouterr().out  # the schedule reached the last sub-goal
+    assert "phase 3 (placed)" in capsys.readouterr().out  # the phases reached the last one
     assert (tmp_path / "pp" / "pick_and_place.png").is_file()
     assert any((tmp_path / "pp" / f"pick_and_place.{ext}").is_file() for ext in ("mp4", "gif"))
 

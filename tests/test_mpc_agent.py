@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from planners import CEM, CEMConfig, MPCAgent
+from planners import CEM, CEMConfig, MPCAgent, Phase
 from planners.analytic import PoseLinearWorldModel
-from vjepa2_ac.pose import compute_new_pose
+from vjepa2_ac.model.pose import compute_new_pose
 
 torch.set_num_threads(1)
 
@@ -60,49 +60,64 @@ def test_reset_replays_the_episode_bit_for_bit():
     _run(agent, 3)
     first = agent.actions.copy()
     agent.reset()
-    assert agent.records == [] and agent.goal_index == 0
+    assert agent.records == [] and agent.phase_index == 0
     _run(agent, 3)
     assert np.array_equal(first, agent.actions)
 
 
-def test_subgoals_switch_after_fixed_step_counts():
+def _img(offset: list[float]) -> np.ndarray:
+    return PoseLinearWorldModel.render(_goal(offset)).numpy()
+
+
+def test_phases_switch_after_their_step_counts():
     wm = PoseLinearWorldModel()
-    subgoals = [PoseLinearWorldModel.render(_goal(o)).numpy() for o in ([0.05, 0, 0], [0.05, 0.05, 0], [0, 0.05, 0])]
-    agent = MPCAgent(wm, CEM(CEMConfig.official(samples=30, iterations=2)), subgoals=subgoals, switch_after=[2, 3, 2])
+    cem = CEM(CEMConfig.official(samples=30, iterations=2))
+    goals = [_img(o) for o in ([0.05, 0, 0], [0.05, 0.05, 0], [0, 0.05, 0])]
+    agent = MPCAgent(wm, phases=[Phase(goals[0], cem, steps=2), Phase(goals[1], cem, steps=3), Phase(goals[2], cem)])
     _run(agent, 8)
-    assert [r.goal_index for r in agent.records] == [0, 0, 1, 1, 1, 2, 2, 2]
+    assert [r.phase for r in agent.records] == [0, 0, 1, 1, 1, 2, 2, 2]  # the last phase runs to the end
 
 
-def test_each_subgoal_plans_with_its_own_planner():
+def test_each_phase_plans_with_its_own_planner():
     wm = PoseLinearWorldModel()
-    subgoals = [PoseLinearWorldModel.render(_goal(o)).numpy() for o in ([0.05, 0, 0], [0.05, 0.05, 0])]
+    goals = [_img(o) for o in ([0.05, 0, 0], [0.05, 0.05, 0])]
     free, closing = CEM(CEMConfig.official(samples=30, iterations=3)), CEM(CEMConfig.official(samples=30, iterations=3,
                                                                                               close_gripper=0))
-    agent = MPCAgent(wm, [free, closing], subgoals=subgoals, switch_after=[2])
+    agent = MPCAgent(wm, phases=[Phase(goals[0], free, steps=2), Phase(goals[1], closing)])
     assert agent.planner is free
     _run(agent, 4)
-    assert agent.planner is closing and [r.goal_index for r in agent.records] == [0, 0, 1, 1]
+    assert agent.planner is closing and [r.phase for r in agent.records] == [0, 0, 1, 1]
     grip = agent.actions[:, 6]
     assert np.all(grip[2:] > 0.95)  # released close_gripper: dg forced to 1, the CEM mean converges to it
     assert np.all(np.abs(grip[:2]) < 0.95)  # the goal's gripper is unchanged: the free planner does not close
-    with pytest.raises(ValueError, match="one per sub-goal"):
-        MPCAgent(wm, [free], subgoals=subgoals, switch_after=[2])
 
 
-def test_subgoals_switch_on_energy_threshold():
+def test_two_phases_on_one_goal_change_the_planner_and_reset_restores_the_first():
+    """The look-ahead rule: horizon 1 for three actions, then horizon 2, on the same goal (encoded once)."""
+    wm = CountingWorldModel()
+    goal = _img([0.1, 0.05, 0])
+    first = CEM(CEMConfig.official(samples=30, iterations=2, horizon=1))
+    late = CEM(CEMConfig.official(samples=30, iterations=2, horizon=2))
+    agent = MPCAgent(wm, phases=[Phase(goal, first, steps=3), Phase(goal, late)])
+    assert wm.encoded_frames == 1 and agent.planner is first
+    _run(agent, 5)
+    assert [r.phase for r in agent.records] == [0, 0, 0, 1, 1]
+    assert [r.plan.actions.shape[0] for r in agent.records] == [1, 1, 1, 2, 2]  # the second phase's horizon
+    agent.reset()
+    assert agent.planner is first and agent.phase_index == 0
+
+
+def test_phases_switch_on_energy_threshold():
     wm = PoseLinearWorldModel()
     g0, g1 = _goal([0.04, 0.0, 0.0]), _goal([0.04, 0.04, 0.0])
-    agent = MPCAgent(
-        wm,
-        CEM(CEMConfig.paper(samples=100)),
-        subgoals=[PoseLinearWorldModel.render(g).numpy() for g in (g0, g1)],
-        switch_energy=0.01,
-    )
+    cem = CEM(CEMConfig.paper(samples=100))
+    render = PoseLinearWorldModel.render
+    agent = MPCAgent(wm, phases=[Phase(render(g0).numpy(), cem, switch_energy=0.01), Phase(render(g1).numpy(), cem)])
     final = _run(agent, 5)
-    indices = [r.goal_index for r in agent.records]
+    indices = [r.phase for r in agent.records]
     assert indices[0] == 0 and indices[-1] == 1 and indices == sorted(indices)
     switch = indices.index(1)
-    assert agent.records[switch - 1].plan_energy < 0.01  # the previous plan reached sub-goal 0
+    assert agent.records[switch - 1].plan_energy < 0.01  # the previous plan reached the first goal
     assert (final[:3] - g1[:3]).abs().max() < 3e-3
 
 
@@ -110,14 +125,28 @@ def test_bad_arguments_raise():
     wm = PoseLinearWorldModel()
     img = PoseLinearWorldModel.render(START).numpy()
     planner = CEM(CEMConfig.official(samples=20))
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="planner=... and goal="):
         MPCAgent(wm, planner)
-    with pytest.raises(ValueError, match="exactly one"):
-        MPCAgent(wm, planner, goal=img, subgoals=[img])
-    with pytest.raises(ValueError, match="switch_after"):
-        MPCAgent(wm, planner, subgoals=[img, img, img], switch_after=[4])
-    with pytest.raises(ValueError, match="at most one"):
-        MPCAgent(wm, planner, subgoals=[img, img], switch_after=[4], switch_energy=0.1)
+    with pytest.raises(ValueError, match="not both"):
+        MPCAgent(wm, planner, goal=img, phases=[Phase(img, planner)])
+    with pytest.raises(ValueError, match="must not be empty"):
+        MPCAgent(wm, phases=[])
+    with pytest.raises(ValueError, match="never ends"):
+        MPCAgent(wm, phases=[Phase(img, planner), Phase(img, planner)])
+    with pytest.raises(ValueError, match="last phase"):
+        MPCAgent(wm, phases=[Phase(img, planner, steps=2), Phase(img, planner, steps=4)])
+    with pytest.raises(ValueError, match="last phase"):
+        MPCAgent(wm, phases=[Phase(img, planner, switch_energy=0.1)])
+    for bad in (0, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"phases\[0\].steps must be an int >= 1"):
+            MPCAgent(wm, phases=[Phase(img, planner, steps=bad), Phase(img, planner)])
+    for bad in (0.0, -1.0, "0.1", True):
+        with pytest.raises(ValueError, match=r"phases\[0\].switch_energy"):
+            MPCAgent(wm, phases=[Phase(img, planner, switch_energy=bad), Phase(img, planner)])
+    with pytest.raises(ValueError, match="must be a planner"):
+        MPCAgent(wm, phases=[Phase(img, "cem")])
+    with pytest.raises(ValueError, match="must be a planners.Phase"):
+        MPCAgent(wm, phases=[(img, planner)])
     with pytest.raises(ValueError, match="goal image"):
         MPCAgent(wm, planner, goal=img.astype(np.float32))
     agent = MPCAgent(wm, planner, goal=img)
@@ -125,32 +154,3 @@ def test_bad_arguments_raise():
         agent.act(img, np.zeros(6))
     with pytest.raises(ValueError, match="frame"):
         agent.act(img[0], START.numpy())
-
-
-def test_fallback_plans_after_n_steps_on_the_final_goal_and_reset_restores_the_first_planner():
-    wm = PoseLinearWorldModel()
-    subgoals = [PoseLinearWorldModel.render(_goal(o)).numpy() for o in ([0.05, 0, 0], [0.05, 0.05, 0])]
-    first = CEM(CEMConfig.official(samples=30, iterations=2, horizon=1))
-    late = CEM(CEMConfig.official(samples=30, iterations=2, horizon=2))
-    agent = MPCAgent(wm, first, subgoals=subgoals, switch_after=[2], fallback=late, fallback_after=3)
-    assert agent.planner is first and not agent.in_fallback
-    _run(agent, 7)
-    # 2 steps on sub-goal 0, then 3 on the final goal with the first planner, then the fallback
-    assert [r.goal_index for r in agent.records] == [0, 0, 1, 1, 1, 1, 1]
-    assert [r.fallback for r in agent.records] == [False] * 5 + [True] * 2
-    assert [r.plan.actions.shape[0] for r in agent.records] == [1] * 5 + [2] * 2  # the fallback's horizon
-    agent.reset()
-    assert agent.planner is first and not agent.in_fallback
-
-
-def test_fallback_arguments_are_checked():
-    wm = PoseLinearWorldModel()
-    img = PoseLinearWorldModel.render(START).numpy()
-    planner = CEM(CEMConfig.official(samples=20))
-    with pytest.raises(ValueError, match="both fallback"):
-        MPCAgent(wm, planner, goal=img, fallback=planner)
-    with pytest.raises(ValueError, match="both fallback"):
-        MPCAgent(wm, planner, goal=img, fallback_after=3)
-    for bad in (0, 2.5, True, "3"):
-        with pytest.raises(ValueError, match="fallback_after must be an int >= 1"):
-            MPCAgent(wm, planner, goal=img, fallback=planner, fallback_after=bad)

@@ -32,7 +32,7 @@ from planners import (
     project_l1_ball,
 )
 from planners.analytic import PoseLinearWorldModel, PredictorWorldModel
-from vjepa2_ac.pose import compute_new_pose
+from vjepa2_ac.model.pose import compute_new_pose
 
 torch.set_num_threads(1)
 
@@ -40,7 +40,7 @@ S0 = torch.tensor([[[0.5, 0.0, 0.3, 3.0, 0.1, -1.9, 0.0]]])
 
 
 def _released():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "released_reference.py"
+    path = Path(__file__).resolve().parent / "released_reference.py"
     spec = importlib.util.spec_from_file_location("released_reference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

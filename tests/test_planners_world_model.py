@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 
 
 def _released():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "released_reference.py"
+    path = Path(__file__).resolve().parent / "released_reference.py"
     spec = importlib.util.spec_from_file_location("released_reference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from vjepa2_ac.pose import (
+from vjepa2_ac.model.pose import (
     compute_new_pose,
     euler_xyz_to_matrix,
     matrix_to_euler_xyz,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from vjepa2_ac.checkpoint import CheckpointError
-from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig, build_rope_tables
+from vjepa2_ac.model.checkpoint import CheckpointError
+from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig, build_rope_tables
 
 ATOL = 1e-4
 

@@ -169,7 +169,7 @@ def small_config(**kw) -> PretrainConfig:
 
 
 def test_pretrain_learns_and_saves_hf_layout(dataset, tmp_path):
-    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.model.encoder import Encoder
 
     cfg = small_config(total_steps=30, clips_per_epoch=16, lr=2e-3, ckpt_every=0, frames_per_clip=2)
     model_dir = pretrain(cfg, [dataset], tmp_path / "run", progress=False)

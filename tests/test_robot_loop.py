@@ -182,13 +182,13 @@ def test_vjepa_loop_end_to_end_on_sim_records_an_episode(sim, tiny_world_model_d
     import torch
 
     from vjepa2_ac import WorldModel
+    from vjepa2_ac.agent import PlanningConfig, build_agent, run_robot_episode
     from vjepa2_ac.data import EpisodeFile
-    from vjepa2_ac.robot_loop import build_agent, run_robot_episode
 
     torch.set_num_threads(1)
     sim.reset(1)
     wm = WorldModel.from_pretrained(tiny_world_model_dir)
-    agent = build_agent(wm, sim.goal_image, samples=16, iterations=2)
+    agent = build_agent(wm, PlanningConfig(), "reach", {"final": sim.goal_image}, samples=16, iterations=2)
     with SafeDriver(sim, SafetyLimits(), camera=sim, handle_signals=False, log_path=tmp_path / "cmd.jsonl") as robot:
         run = run_robot_episode(robot, agent, steps=4, episode_path=tmp_path / "ep.h5",
                                 success=lambda: bool(sim.last_info["is_success"]))
@@ -197,9 +197,9 @@ def test_vjepa_loop_end_to_end_on_sim_records_an_episode(sim, tiny_world_model_d
         assert ep.num_steps == 5 and ep.frames().shape == (5, 64, 64, 3)
         assert ep.actions().shape == (4, 7)
         extras = ep.extras()
-        assert {"energy", "frame_energy", "planning_latency_s", "goal_index", "fallback", "requested_action",
+        assert {"energy", "frame_energy", "planning_latency_s", "phase", "requested_action",
                 "loop_overhead_s"} <= set(extras)
-        assert not extras["fallback"][:4].any()  # no fallback planner given
+        assert not extras["phase"][:4].any()  # the default reach plan: one phase
         assert np.all(np.isfinite(extras["energy"][:4]))
         np.testing.assert_allclose(ep.actions(), np.array(agent.actions), atol=1e-6)  # small: nothing clipped
         meta = ep.metadata
@@ -210,12 +210,13 @@ def test_vjepa_loop_end_to_end_on_sim_records_an_episode(sim, tiny_world_model_d
 
 def test_vjepa_loop_fault_keeps_the_partial_episode(tiny_world_model_dir, tmp_path):
     from vjepa2_ac import WorldModel
+    from vjepa2_ac.agent import PlanningConfig, build_agent, run_robot_episode
     from vjepa2_ac.data import EpisodeFile
-    from vjepa2_ac.robot_loop import build_agent, run_robot_episode
 
     wm = WorldModel.from_pretrained(tiny_world_model_dir)
     driver, camera = FakeDriver(), FakeCamera(height=32, width=32)
-    agent = build_agent(wm, np.zeros((32, 32, 3), np.uint8), samples=8, iterations=1)
+    agent = build_agent(wm, PlanningConfig(), "reach", {"final": np.zeros((32, 32, 3), np.uint8)}, samples=8,
+                        iterations=1)
     original_act = agent.act
 
     def act(frame, state):
@@ -254,76 +255,77 @@ def test_cli_capture_goal_and_run_against_sim(tiny_world_model_dir, tmp_path, ca
     assert len(list(out.glob("*.h5"))) == 1 and len(list(out.glob("*.commands.jsonl"))) == 1
 
 
-def test_cli_dry_run_with_subgoals(tiny_world_model_dir, tmp_path):
-    from vjepa2_ac.data import EpisodeFile
-
-    frames = []
-    for i in range(2):
-        path = tmp_path / f"sub{i}.png"
-        cli(["capture-goal", "--driver", "sim", "--image-size", "64", "--seed", str(i), "--out", str(path)])
-        frames.append(str(path))
-    out = tmp_path / "runs"
-    code = cli(["run", "--driver", "sim", "--image-size", "64", "--model", str(tiny_world_model_dir), "--subgoals",
-                *frames, "--switch-after", "1", "2", "--steps", "3", "--samples", "8", "--iterations", "1",
-                "--dry-run", "--out", str(out)])
-    assert code == 0
-    (episode,) = out.glob("*dryrun.h5")
-    with EpisodeFile(episode) as ep:
-        assert ep.metadata["dry_run"] in (True, 1)
-        states = ep.states()
-        np.testing.assert_allclose(states[:, :3] - states[0, :3], 0.0, atol=1e-6)  # nothing moved
-        np.testing.assert_array_equal(ep.extras()["goal_index"][:3], [0, 1, 1])
-
-
 def test_cli_needs_a_goal_for_a_real_robot(tiny_world_model_dir):
     with pytest.raises(SystemExit, match="--host is required"):
         cli(["run", "--driver", "franky", "--model", str(tiny_world_model_dir)])
-    with pytest.raises(SystemExit, match="--goal .* is required with a real robot"):  # before any connection
+    with pytest.raises(SystemExit, match="--goal is required with a real robot"):  # before any connection
         cli(["run", "--driver", "franky", "--host", "192.0.2.1", "--model", str(tiny_world_model_dir)])
 
 
 # ---------------------------------------------------------------------------------------------- planning.json
 @pytest.fixture(scope="module")
 def tiny_model_with_planning(tiny_world_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with a planning.json: dual view at 32 px, pick-and-place through 3 sub-goals with the shipped
-    model's per-sub-goal gripper settings, 3 steps."""
+    """The tiny model with a planning.json: dual view at 32 px, pick-and-place in 3 phases with the shipped model's
+    per-phase gripper settings, 3 steps."""
     import shutil
 
     path = tmp_path_factory.mktemp("tiny_wm_planning") / "model"
     shutil.copytree(tiny_world_model_dir, path)
     (path / "planning.json").write_text(json.dumps({
         "camera": "dual", "image_size": 32,
-        "planner_config": {"samples": 8, "topk": 2, "iterations": 1},
-        "tasks": {"pick-place": {"max_steps": 3, "switch_after": [1, 1, 1],
-                                 "subgoal_planner_config": [{"constraint": "box", "open_gripper": 0},
-                                                            {"close_gripper": 0}, {"open_gripper": 0}]}}}))
+        "planner": {"samples": 8, "topk": 2, "iterations": 1},
+        "tasks": {"pick-place": {"max_steps": 3, "phases": [
+            {"goal": "grasped", "steps": 1, "gripper": "open", "constraint": "box"},
+            {"goal": "lifted", "steps": 1, "gripper": "closed"}, {"goal": "placed", "steps": None, "gripper": "open"}]}}}))
     return path
 
 
 def test_cli_run_uses_the_models_planning_json(tiny_model_with_planning, tmp_path, capsys):
-    """`robot run` plans as `eval` does: the model's view and size for the sim, the task's sub-goal schedule, the
-    per-sub-goal gripper settings and the task's episode length."""
+    """`robot run` plans as `eval` does: the model's view and size for the sim, the task's phases with their
+    gripper settings and the task's episode length."""
     from vjepa2_ac.data import EpisodeFile
 
     out = tmp_path / "runs"
-    code = cli(["run", "--driver", "sim", "--task", "pick_place", "--model", str(tiny_model_with_planning),
+    code = cli(["run", "--driver", "sim", "--task", "pick-place", "--model", str(tiny_model_with_planning),
                 "--dry-run", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "planning.json (task pick_place, 3 steps, 3 goal images)" in printed and "step   3/3" in printed
+    assert "planning.json (task pick-place, 3 steps; phases grasped (1), lifted (1), placed (rest))" in printed
+    assert "step   3/3" in printed
     (episode,) = out.glob("*dryrun.h5")
     with EpisodeFile(episode) as ep:
         assert ep.frames().shape[1:] == (32, 32, 3)  # the planning config's image size, not the env's 256
         extras = ep.extras()
-        np.testing.assert_array_equal(extras["goal_index"][:3], [0, 1, 2])
+        np.testing.assert_array_equal(extras["phase"][:3], [0, 1, 2])
         dg = extras["requested_action"][:3, 6]  # forced open, close, open (one CEM iteration: the mean reaches 0.85)
         np.testing.assert_allclose(dg, [-0.85, 0.85, -0.85], atol=1e-3)
+
+
+def test_cli_run_with_named_goal_images(tiny_model_with_planning, tmp_path):
+    """Goal images captured by name (as on a real robot) feed the task's phases."""
+    from vjepa2_ac.data import EpisodeFile
+
+    goals = []
+    for i, name in enumerate(("grasped", "lifted", "placed")):
+        path = tmp_path / f"{name}.png"
+        cli(["capture-goal", "--driver", "sim", "--image-size", "32", "--seed", str(i), "--out", str(path)])
+        goals.append(f"{name}={path}")
+    out = tmp_path / "runs"
+    code = cli(["run", "--driver", "sim", "--task", "pick-place", "--model", str(tiny_model_with_planning), "--goal",
+                *goals, "--steps", "2", "--dry-run", "--out", str(out)])
+    assert code == 0
+    (episode,) = out.glob("*dryrun.h5")
+    with EpisodeFile(episode) as ep:
+        assert ep.metadata["dry_run"] in (True, 1)
+        states = ep.states()
+        np.testing.assert_allclose(states[:, :3] - states[0, :3], 0.0, atol=1e-6)  # nothing moved
+        np.testing.assert_array_equal(ep.extras()["phase"][:2], [0, 1])
 
 
 def test_cli_run_flags_override_the_planning_json(tiny_model_with_planning, tmp_path, capsys):
     out = tmp_path / "runs"
     code = cli(["run", "--driver", "sim", "--task", "pick-place", "--model", str(tiny_model_with_planning),
-                "--switch-after", "2", "1", "--steps", "2", "--image-size", "48", "--dry-run", "--out", str(out)])
+                "--steps", "2", "--image-size", "48", "--dry-run", "--out", str(out)])
     assert code == 0
     assert "step   2/2" in capsys.readouterr().out
     from vjepa2_ac.data import EpisodeFile
@@ -331,13 +333,13 @@ def test_cli_run_flags_override_the_planning_json(tiny_model_with_planning, tmp_
     (episode,) = out.glob("*dryrun.h5")
     with EpisodeFile(episode) as ep:
         assert ep.frames().shape[1:] == (48, 48, 3)
-        np.testing.assert_array_equal(ep.extras()["goal_index"][:2], [0, 0])  # 2 steps on the first sub-goal
+        np.testing.assert_array_equal(ep.extras()["phase"][:2], [0, 1])
     # --planning none: built-in defaults (reach: one goal image, 20 steps)
     code = cli(["run", "--driver", "sim", "--image-size", "32", "--model", str(tiny_model_with_planning),
                 "--planning", "none", "--steps", "1", "--samples", "4", "--iterations", "1", "--dry-run",
                 "--no-record", "--out", str(out)])
     assert code == 0
-    assert "planning: built-in defaults (task reach, 1 steps, 1 goal image)" in capsys.readouterr().out
+    assert "planning: built-in defaults (task reach, 1 steps; phases final (rest))" in capsys.readouterr().out
 
 
 def test_cli_run_rejects_unusable_planning_input(tiny_model_with_planning, tmp_path):
@@ -345,13 +347,15 @@ def test_cli_run_rejects_unusable_planning_input(tiny_model_with_planning, tmp_p
     assert cli(["capture-goal", "--driver", "sim", "--sim-goal", "--image-size", "32", "--out", str(goal)]) == 0
     base = ["run", "--driver", "sim", "--image-size", "32", "--model", str(tiny_model_with_planning), "--dry-run",
             "--no-record", "--out", str(tmp_path / "runs")]
-    with pytest.raises(SystemExit, match="no switch rule"):  # reach has none: the sub-goals would be ignored
-        cli([*base, "--subgoals", str(goal), str(goal)])
-    with pytest.raises(SystemExit, match="needs at least two sub-goal images"):  # the reach scene has one goal
-        cli([*base, "--switch-after", "2"])
+    with pytest.raises(SystemExit, match="phase 0 plans to the goal image 'grasped'.*\\['final'\\]"):
+        cli([*base, "--task", "pick-place", "--goal", str(goal)])  # a bare image is the final goal only
+    with pytest.raises(SystemExit, match="goal 'final' given twice"):
+        cli([*base, "--goal", str(goal), f"final={goal}"])
+    with pytest.raises(SystemExit, match="image not found"):
+        cli([*base, "--goal", f"final={tmp_path / 'nope.png'}"])
     with pytest.raises(SystemExit, match="--planning: planning config not found"):
         cli([*base, "--goal", str(goal), "--planning", str(tmp_path / "missing.json")])
-    with pytest.raises(SystemExit, match="--task: unknown task 'stack'"):
+    with pytest.raises(SystemExit):  # argparse: invalid choice (the registry's task names)
         cli([*base, "--goal", str(goal), "--task", "stack"])
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"tasks": {"reach": {"max_steps": 0}}}))

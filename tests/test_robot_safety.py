@@ -165,7 +165,7 @@ def test_checked_command_always_within_limits(delta, where):
 # ---------------------------------------------------------------------------------------------- pose helpers
 def test_numpy_pose_algebra_matches_torch_reference():
     torch = pytest.importorskip("torch")
-    from vjepa2_ac.pose import compute_new_pose
+    from vjepa2_ac.model.pose import compute_new_pose
 
     rng = np.random.default_rng(0)
     states = np.concatenate([rng.uniform(-1, 1, (20, 3)), rng.uniform(-3, 3, (20, 3)), rng.uniform(0, 1, (20, 1))], 1)

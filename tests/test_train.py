@@ -17,13 +17,13 @@ import torch
 from safetensors.torch import load_file
 
 from vjepa2_ac.data import write_episode
-from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.model.world_model import WorldModel, normalize_reps
 from vjepa2_ac.training import ac_trainer
 from vjepa2_ac.training.ac_trainer import ac_losses, train
 from vjepa2_ac.training.config import TrainConfig
 from vjepa2_ac.training.latent_cache import LatentCache, encode_dataset
 from vjepa2_ac.training.schedule import WSDSchedule, param_groups, set_lr
-from vjepa2_ac.world_model import WorldModel, normalize_reps
 
 REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -59,7 +59,7 @@ def dataset(tmp_path_factory) -> Path:
 def encoder_dir(tmp_path_factory) -> Path:
     from transformers import VJEPA2Config
 
-    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.model.encoder import Encoder
 
     torch.manual_seed(0)
     cfg = VJEPA2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, crop_size=32, patch_size=16,
@@ -344,7 +344,7 @@ def test_killed_during_checkpoint_write_keeps_previous_checkpoint(dataset, encod
 
 # ---------------------------------------------------------------------------------------------------- latent cache
 def test_latent_cache_gives_the_same_training(dataset, encoder_dir, tmp_path):
-    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.model.encoder import Encoder
 
     enc = Encoder.from_pretrained(encoder_dir)
     cache = encode_dataset([dataset], enc, tmp_path / "cache", progress=False)
@@ -402,7 +402,7 @@ def test_init_from_own_and_official_checkpoints(dataset, encoder_dir, tmp_path, 
     ckpt = tmp_path / "official.pt"
     torch.save(official_small["checkpoint"], ckpt)
     pc = official_small["predictor_config"]
-    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.model.encoder import Encoder
 
     enc_dir = Encoder.from_official_state_dict(official_small["checkpoint"]["encoder"],
                                                official_small["encoder_config"]).save_pretrained(tmp_path / "enc")

@@ -6,9 +6,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import torch
 
-from vjepa2_ac.checkpoint import CheckpointError
-from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig
-from vjepa2_ac.world_model import WorldModel, infer_predictor_config, normalize_reps
+from vjepa2_ac.model.checkpoint import CheckpointError
+from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.model.world_model import WorldModel, infer_predictor_config, normalize_reps
 
 ATOL = 1e-4
 
@@ -116,7 +116,7 @@ def test_energy_shapes(wm):
     assert e.shape == (5,)
     torch.testing.assert_close(e, (z - g).abs().mean(dim=(1, 2, 3)))
     torch.testing.assert_close(wm.energy(z, g.expand(5, -1, -1, -1)), e)
-    from vjepa2_ac.world_model import latent_l1
+    from vjepa2_ac.model.world_model import latent_l1
 
     torch.testing.assert_close(latent_l1(z, g, rows_per_chunk=2), e)
     with pytest.raises(ValueError, match="one frame per sample"):
@@ -164,7 +164,7 @@ def test_official_checkpoint_latent_only(tmp_path, official_small):
 
 
 def test_infer_predictor_config_from_weights(official_small):
-    from vjepa2_ac.checkpoint import strip_official_prefixes
+    from vjepa2_ac.model.checkpoint import strip_official_prefixes
 
     cfg = infer_predictor_config(strip_official_prefixes(official_small["checkpoint"]["predictor"]),
                                  num_heads=2, img_size=64, num_frames=16)
@@ -221,7 +221,7 @@ def test_url_download_is_atomic_and_cached(tmp_path, official_small):
     try:
         url = f"http://127.0.0.1:{server.server_port}/files/vjepa2-ac-small.pt"
         cache = tmp_path / "cache"
-        from vjepa2_ac.checkpoint import resolve_file
+        from vjepa2_ac.model.checkpoint import resolve_file
 
         local = resolve_file(url, cache_dir=cache)
         assert local == cache / "vjepa2-ac-small.pt" and local.read_bytes() == payload
@@ -301,7 +301,7 @@ def test_atomic_directory_permissions_and_failure(tmp_path):
     import os
     import stat
 
-    from vjepa2_ac.checkpoint import atomic_directory
+    from vjepa2_ac.atomic import atomic_directory
 
     with atomic_directory(tmp_path / "out") as tmp:
         (tmp / "a.txt").write_text("1")

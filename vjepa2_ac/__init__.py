@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Encoder": "vjepa2_ac.encoder",
-    "ACPredictor": "vjepa2_ac.predictor",
-    "ACPredictorConfig": "vjepa2_ac.predictor",
-    "WorldModel": "vjepa2_ac.world_model",
+    "Encoder": "vjepa2_ac.model.encoder",
+    "ACPredictor": "vjepa2_ac.model.predictor",
+    "ACPredictorConfig": "vjepa2_ac.model.predictor",
+    "WorldModel": "vjepa2_ac.model.world_model",
 }
 
 __all__ = ["ACPredictor", "ACPredictorConfig", "Encoder", "WorldModel", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vjepa2_ac.encoder import Encoder
-    from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig
-    from vjepa2_ac.world_model import WorldModel
+    from vjepa2_ac.model.encoder import Encoder
+    from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
+    from vjepa2_ac.model.world_model import WorldModel
 
 
 def __getattr__(name: str) -> Any:

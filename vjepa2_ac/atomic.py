@@ -1,10 +1,15 @@
-"""Atomic single-file writes: write a temp file beside the target, then ``os.replace`` it (atomic on POSIX), so a
-crash never leaves a half-written file under the real name. Directory saves use
-:func:`vjepa2_ac.checkpoint.atomic_directory`."""
+"""Atomic writes, the one helper every writer uses: a temp file (or directory) beside the target, then ``os.replace``
+(atomic on POSIX), so a crash never leaves a half-written file under the real name.
+
+    with atomic_path("out/episode.mp4", suffix=".mp4") as tmp: write(tmp)      # any writer that takes a path
+    atomic_write_text("out/result.json", text)                                  # small files
+    with atomic_directory("models/mine") as tmp: save_everything_into(tmp)      # a whole directory
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,3 +63,38 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
     except OSError:  # pragma: no cover - platforms without directory fsync
         pass
+
+
+def normalize_permissions(root: str | os.PathLike) -> None:
+    """Give ``root`` and everything below it the usual permissions (directories ``0o777 & ~umask``, files
+    ``0o666 & ~umask``): ``mkdtemp`` makes 0o700 directories and some writers (safetensors) 0o600 files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    root = Path(root)
+    os.chmod(root, 0o777 & ~umask)
+    for path in root.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+@contextmanager
+def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
+    """Write a directory atomically: yields a temp sibling to fill; on success it replaces ``directory`` (an old one
+    is moved aside first), on error it is deleted. The result gets the usual permissions
+    (:func:`normalize_permissions`)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+    try:
+        yield tmp
+        normalize_permissions(tmp)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

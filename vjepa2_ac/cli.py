@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "landscape": ("landscape", "energy landscape over xyz moves around the current pose for a (frame, goal) pair, "
                   "to PNG"),
     "robot": ("robot", "run the V-JEPA 2-AC planner on a robot (real or SimDriver); capture goal images"),
+    "upgrade-planning": ("upgrade_planning", "convert a planning.json of the format before phases into phases"),
 }
 
 

@@ -1,5 +1,5 @@
 """The closed control loop, independent of any model: read frame + state, ask a policy, move through the safety
-layer, record the step. ``vjepa2_ac.robot_loop`` plugs the V-JEPA 2-AC ``MPCAgent`` in as the policy.
+layer, record the step. ``vjepa2_ac.agent.robot`` plugs the V-JEPA 2-AC ``MPCAgent`` in as the policy.
 
 Every fault (driver, camera, watchdog, refused command, an exception in the policy, Ctrl-C / SIGTERM) ends the
 loop with the arm stopped; ``LoopResult.stopped_by`` says why.

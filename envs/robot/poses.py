@@ -3,7 +3,7 @@
 State  ``[x, y, z, roll, pitch, yaw, g]``: base-frame position (m), extrinsic ``"xyz"`` Euler angles (rad),
 gripper closedness ``g`` in [0, 1] (0 open).
 Action ``[dx, dy, dz, droll, dpitch, dyaw, dg]``: ``xyz' = xyz + dxyz``, ``R' = R(d) · R``, ``g' = clip(g + dg, 0, 1)``.
-Same maths as ``vjepa2_ac.pose`` (torch), checked against each other in the tests.
+Same maths as ``vjepa2_ac.model.pose`` (torch), checked against each other in the tests.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 
 ``SimDriver()`` builds the default scene (``vjepa2ac/FrankaReach-v0``, MuJoCo, 256x256 ``exterior_1`` camera).
 ``move(delta)`` is one env step (blocking: the env's control period of physics); ``read()`` returns the frame
-rendered after the last step; ``goal_image`` / ``subgoal_images`` are the task's goal
-renders from the last reset.
+rendered after the last step; ``goal_image`` / ``goal_images`` are the task's goal
+renders from the last reset (``goal_images``: by name, as ``info["goals"]``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,6 @@ from envs.robot.poses import rotation_angle
 
 logger = logging.getLogger(__name__)
 
-TASK_IDS = {
-    "reach": "vjepa2ac/FrankaReach-v0",
-    "grasp": "vjepa2ac/FrankaGrasp-v0",
-    "reach_with_object": "vjepa2ac/FrankaReachWithObject-v0",
-    "pick_place": "vjepa2ac/FrankaPickPlace-v0",
-}
 
 
 class SimDriver(DriverBase):
@@ -34,7 +28,7 @@ class SimDriver(DriverBase):
     ``SafeDriver`` to call it in place (deadlines are then checked when calls return).
 
     Args:
-        task: ``"reach"`` | ``"grasp"`` | ``"reach_with_object"`` | ``"pick_place"`` (ignored with ``env``).
+        task: a task name of ``envs.tasks.TASKS`` (``"reach"``, ``"pick-place"`` ...; ignored with ``env``).
         seed: reset seed (object / goal placement).
         env: an existing env (e.g. from ``gymnasium.make``) instead of building one.
         **env_kwargs: ``gymnasium.make`` options (``backend``, ``image_size``, ``camera``, ``object``, ``msaa`` ...).
@@ -44,14 +38,13 @@ class SimDriver(DriverBase):
 
     def __init__(self, task: str = "reach", *, seed: int | None = 0, env: Any = None, **env_kwargs: Any) -> None:
         if env is None:
-            if task not in TASK_IDS:
-                raise ValueError(f"task: expected one of {sorted(TASK_IDS)}, got {task!r}")
             import gymnasium
 
-            import envs  # noqa: F401  (registers the ids)
+            from envs.tasks import task_spec  # importing envs registers the ids
 
+            env_id = task_spec(task).env_id
             env_kwargs.setdefault("backend", "mujoco")
-            env = gymnasium.make(TASK_IDS[task], render_mode="rgb_array", **env_kwargs)
+            env = gymnasium.make(env_id, render_mode="rgb_array", **env_kwargs)
         self.env = env
         self.seed = seed
         self.stop_count = 0
@@ -138,8 +131,9 @@ class SimDriver(DriverBase):
         return self.last_info.get("goal_pixels")
 
     @property
-    def subgoal_images(self) -> list[np.ndarray]:
-        return list(self.last_info.get("subgoals", []))
+    def goal_images(self) -> dict[str, np.ndarray]:
+        """The task's goal images by name (``"final"`` is the task's goal; see ``envs.tasks``)."""
+        return dict(self.last_info.get("goals", {}))
 
 
 def _delta_between(state: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -1,49 +1,27 @@
 """``vjepa2-ac demo``: one simulated episode planned by a world model from goal images (default: MuJoCo
-pick-and-place of the cube with the bundled model, its four sub-goal images, CEM MPC). Writes the episode video
+pick-and-place of the cube with the bundled model, the phases of its planning.json, CEM MPC). Writes the episode video
 (MP4, or GIF when no MP4 encoder is available), a PNG sheet (sub-goals, frames, energy per step) and
 ``summary.json`` into ``--out``; prints success and seconds per action."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from vjepa2_ac.commands import add_threads_argument, apply_threads
-
-TASK_CHOICES = ("reach", "grasp", "reach-with-object", "pick-place")
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--checkpoint``, ``--planning``, ``--device`` (shared by demo, eval and landscape)."""
-    parser.add_argument("--model", default="vjepa2-ac-sim-small",
-                        help="world model: a local save_pretrained directory, a bundled or hub name, or (with "
-                             "--checkpoint) the encoder id, e.g. facebook/vjepa2-vitg-fpc64-256 "
-                             "(default: %(default)s)")
-    parser.add_argument("--checkpoint", default=None,
-                        help="released AC checkpoint (vjepa2-ac-vitg.pt path or URL); --model is then the encoder")
-    parser.add_argument("--planning", default=None,
-                        help="planning.json to use instead of the model's own (camera, image size, planner, ...)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    add_threads_argument(parser)
-
-
-def load_model_or_exit(args: argparse.Namespace):
-    """``(world_model, planning_config, description)``, or print one line and exit with status 2."""
-    from vjepa2_ac.evaluation import ModelNotAvailable, load_world_model
-
-    apply_threads(args)
-    try:
-        return load_world_model(args.model, checkpoint=args.checkpoint, device=args.device, planning=args.planning)
-    except (ModelNotAvailable, ValueError, FileNotFoundError) as err:
-        print(f"vjepa2-ac: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+from vjepa2_ac.commands.common import (
+    BACKENDS,
+    OBJECTS,
+    TASK_CHOICES,
+    add_model_arguments,
+    load_model_or_exit,
+    write_json,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="vjepa2ac_demo", help="output directory (default: ./%(default)s/)")
     parser.add_argument("--task", default="pick-place", choices=TASK_CHOICES)
-    parser.add_argument("--object", default="cube", choices=["cube", "cup"])
-    parser.add_argument("--backend", default="mujoco", choices=["mujoco", "pybullet"])
+    parser.add_argument("--object", default="cube", choices=OBJECTS)
+    parser.add_argument("--backend", default="mujoco", choices=BACKENDS)
     parser.add_argument("--planner", default=None, choices=["cem", "mppi", "icem", "gradient"],
                         help="planner (default: the model's planning.json, else cem)")
     add_model_arguments(parser)
@@ -57,15 +35,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import os
     from pathlib import Path
 
     import numpy as np
 
-    from vjepa2_ac.evaluation import make_env, run_episode
-    from vjepa2_ac.plotting import plot_episode_sheet
-    from vjepa2_ac.video import write_video
+    from vjepa2_ac.agent import make_env
+    from vjepa2_ac.data.video import write_video
+    from vjepa2_ac.eval import run_episode
+    from vjepa2_ac.eval.plots import plot_episode_sheet
 
     if args.max_steps is not None and args.max_steps < 1:
         raise SystemExit(f"--max-steps must be >= 1, got {args.max_steps}")
@@ -74,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     wm, planning, description = load_model_or_exit(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"world model: {description}; planner: {args.planner or planning.planner}; camera {planning.camera} "
+    print(f"world model: {description}; planner: {args.planner or planning.planner.type}; camera {planning.camera} "
           f"at {planning.image_size} px")
     env = make_env(planning, args.task, object=args.object, backend=args.backend, max_steps=args.max_steps)
     view = (planning.camera, args.video_size) if args.video_size and args.video_size != planning.image_size else None
@@ -86,14 +63,12 @@ def run(args: argparse.Namespace) -> int:
     stem = f"{args.task}_{args.object}_{args.backend}_seed{args.seed}"
     video = write_video(result.frames, out / f"{stem}.mp4", fps=args.fps)
     sheet = plot_episode_sheet(
-        out / f"{stem}.png", subgoals=result.subgoals, frames=result.frames, energies=result.energies,
-        frame_energies=result.frame_energies, goal_indices=result.goal_indices,
+        out / f"{stem}.png", goals=result.goals, frames=result.frames, energies=result.energies,
+        frame_energies=result.frame_energies, phases=result.phases,
         title=f"{args.task} / {args.object} / {args.backend}, seed {args.seed}: "
               f"{'success' if result.success else 'failure'} in {result.steps} steps")
     summary = {**result.summary(), "model": description, "video": str(video), "sheet": str(sheet)}
-    tmp = out / f".{stem}.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / f"{stem}.json")
+    write_json(out / f"{stem}.json", summary)
     print(f"{'SUCCESS' if result.success else 'FAILURE'}: {args.task} {args.object} ({args.backend}), "
           f"{result.steps} actions, final distance {100 * result.final_distance:.1f} cm, "
           f"{result.seconds_per_action:.3f} s per action (median {np.median(result.latencies):.3f} s)")

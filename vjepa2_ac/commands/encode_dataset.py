@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vjepa2_ac.commands import add_threads_argument, apply_threads
+from vjepa2_ac.commands.common import add_threads_argument, apply_threads
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     info = setup_distributed(args.device)
     try:
         if args.encoder:
-            from vjepa2_ac.encoder import Encoder
+            from vjepa2_ac.model.encoder import Encoder
 
             encoder = Encoder.from_pretrained(args.encoder, device=info.device)
         else:

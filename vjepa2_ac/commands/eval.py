@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import argparse
 
-from vjepa2_ac.commands.demo import TASK_CHOICES, add_model_arguments, load_model_or_exit
+from vjepa2_ac.commands.common import (
+    BACKENDS,
+    OBJECTS,
+    TASK_CHOICES,
+    add_model_arguments,
+    load_model_or_exit,
+    write_json,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", nargs="+", default=["pick-place"], choices=TASK_CHOICES, metavar="TASK",
                         help=f"one or more of {', '.join(TASK_CHOICES)} (default: pick-place)")
-    parser.add_argument("--object", nargs="+", default=["cube"], choices=["cube", "cup"], metavar="OBJECT",
+    parser.add_argument("--object", nargs="+", default=["cube"], choices=OBJECTS, metavar="OBJECT",
                         help="one or more of cube, cup (default: cube)")
-    parser.add_argument("--backend", nargs="+", default=["mujoco"], choices=["mujoco", "pybullet"],
+    parser.add_argument("--backend", nargs="+", default=["mujoco"], choices=BACKENDS,
                         metavar="BACKEND", help="one or more of mujoco, pybullet (default: mujoco)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per cell (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1000,
@@ -33,14 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import os
-    import tempfile
     import time
-    from pathlib import Path
 
     from vjepa2_ac import __version__
-    from vjepa2_ac.evaluation import evaluate, results_table, software_versions
+    from vjepa2_ac.eval import evaluate, results_table, software_versions
 
     if args.episodes < 1:
         raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
@@ -56,24 +59,17 @@ def run(args: argparse.Namespace) -> int:
                      include_model=not args.baselines_only)
     wall = time.perf_counter() - start
     table = results_table(cells)
-    print(f"world model: {description}; planner {args.planner or planning.planner}; seeds {args.seed}.."
+    print(f"world model: {description}; planner {args.planner or planning.planner.type}; seeds {args.seed}.."
           f"{args.seed + args.episodes - 1}; {wall:.0f} s")
     versions = software_versions()
     print(table)
     print("software: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None))
     if args.json:
         report = {"vjepa2_ac_version": __version__, "versions": versions, "model": description,
-                  "planner": args.planner or planning.planner, "planning": planning.to_dict(),
+                  "planner": args.planner or planning.planner.type, "planning": planning.to_dict(),
                   "planning_source": planning.source, "seed": args.seed, "episodes": args.episodes,
                   "wall_time_s": wall, "table": table,
                   "cells": [c.to_dict(episodes=not args.no_episodes_in_json) for c in cells]}
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-        print(f"wrote {path}")
+        print(f"wrote {write_json(args.json, report)}")
     return 0
 

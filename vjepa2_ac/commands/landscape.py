@@ -3,13 +3,13 @@
 
 Sources: ``--example franka`` (the official repository's two real Franka frames; the ground-truth move is marked),
 ``--frame A.png --goal B.png --state x y z roll pitch yaw g``, or ``--env TASK --seed S`` (a simulated reset: its
-observation, goal image (``--subgoal K`` for pick-and-place) and state; the move to the goal state is marked)."""
+observation, goal image (``--goal-name NAME``, e.g. ``grasped``; default the task's final goal) and state; the move to the goal state is marked)."""
 
 from __future__ import annotations
 
 import argparse
 
-from vjepa2_ac.commands.demo import TASK_CHOICES, add_model_arguments, load_model_or_exit
+from vjepa2_ac.commands.common import BACKENDS, OBJECTS, TASK_CHOICES, add_model_arguments, load_model_or_exit
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", type=float, nargs=7, default=None, metavar=("X", "Y", "Z", "R", "P", "YAW", "G"),
                         help="end-effector state for --frame")
     parser.add_argument("--seed", type=int, default=0, help="env seed for --env (default: %(default)s)")
-    parser.add_argument("--object", default="cube", choices=["cube", "cup"], help="object for --env")
-    parser.add_argument("--backend", default="mujoco", choices=["mujoco", "pybullet"], help="backend for --env")
-    parser.add_argument("--subgoal", type=int, default=None,
-                        help="for --env: index of the sub-goal image to use as the goal (default: the final goal)")
+    parser.add_argument("--object", default="cube", choices=OBJECTS, help="object for --env")
+    parser.add_argument("--backend", default="mujoco", choices=BACKENDS, help="backend for --env")
+    parser.add_argument("--goal-name", default="final",
+                        help="for --env: the goal image to use, by name (e.g. grasped; default: %(default)s)")
     add_model_arguments(parser)
     parser.add_argument("--grid", type=int, default=5, help="points per axis (default: %(default)s)")
     parser.add_argument("--radius", type=float, default=0.075, help="largest delta per axis, m (default: %(default)s)")
@@ -57,21 +57,20 @@ def _source(args: argparse.Namespace, planning):
     if args.goal is not None or args.state is not None:
         raise SystemExit("--goal and --state go with --frame")
     if args.env is not None:
-        from vjepa2_ac.evaluation import make_env
+        from vjepa2_ac.agent import make_env
 
         env = make_env(planning, args.env, object=args.object, backend=args.backend)
         try:
             obs, info = env.reset(seed=args.seed)
         finally:
             env.close()
-        goals, states = info["subgoals"], info["subgoal_states"]
-        k = len(goals) - 1 if args.subgoal is None else args.subgoal
-        if not 0 <= k < len(goals):
-            raise SystemExit(f"--subgoal must be in 0..{len(goals) - 1} for task {args.env}, got {args.subgoal}")
+        name = args.goal_name
+        if name not in info["goals"]:
+            raise SystemExit(f"--goal-name: the {args.env} env renders {list(info['goals'])}, got {name!r}")
         state = obs["agent_pos"]
-        return (obs["pixels"], goals[k], state, np.asarray(states[k][:3] - state[:3]), "move to goal state",
-                f"{args.env} ({args.object}, {args.backend}) seed {args.seed}, goal {k + 1}/{len(goals)}")
-    from vjepa2_ac.evaluation import load_franka_example
+        return (obs["pixels"], info["goals"][name], state, np.asarray(info["goal_states"][name][:3] - state[:3]),
+                "move to goal state", f"{args.env} ({args.object}, {args.backend}) seed {args.seed}, goal {name}")
+    from vjepa2_ac.data.franka_example import load_franka_example
 
     ex = load_franka_example()
     return (ex["frames"][0], ex["frames"][1], ex["states"][0], ex["gt_action"][:3], "ground truth",
@@ -79,31 +78,31 @@ def _source(args: argparse.Namespace, planning):
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
+    import io
     from pathlib import Path
 
     import numpy as np
 
-    from vjepa2_ac.evaluation import energy_landscape
-    from vjepa2_ac.plotting import plot_landscape
+    from vjepa2_ac.atomic import atomic_write_bytes
+    from vjepa2_ac.eval.landscape import energy_landscape
+    from vjepa2_ac.eval.plots import plot_landscape
 
     if args.grid < 2:
         raise SystemExit(f"--grid must be >= 2, got {args.grid}")
     if not args.radius > 0:
         raise SystemExit(f"--radius must be > 0, got {args.radius}")
-    if args.subgoal is not None and args.env is None:
-        raise SystemExit("--subgoal goes with --env")
+    if args.goal_name != "final" and args.env is None:
+        raise SystemExit("--goal-name goes with --env")
     wm, planning, description = load_model_or_exit(args)
     frame, goal, state, ref, ref_label, title = _source(args, planning)
     land = energy_landscape(wm, frame, goal, state, grid=args.grid, radius=args.radius, reference_delta=ref)
     out = Path(args.out)
     plot_landscape(out, land, frame=frame, goal=goal, reduce=args.reduce, title=f"{title}\n{description}",
                    reference_label=ref_label)
-    npz, tmp = out.with_suffix(".npz"), out.with_name(f".{out.stem}.npz.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, deltas=land.deltas, energies=land.energies, actions=land.actions, argmin_delta=land.argmin_delta,
-                 reference_delta=np.full(3, np.nan) if ref is None else ref)
-    os.replace(tmp, npz)
+    buffer = io.BytesIO()
+    np.savez(buffer, deltas=land.deltas, energies=land.energies, actions=land.actions, argmin_delta=land.argmin_delta,
+             reference_delta=np.full(3, np.nan) if ref is None else ref)
+    npz = atomic_write_bytes(out.with_suffix(".npz"), buffer.getvalue(), fsync=False)
     a = 100 * land.argmin_delta
     line = f"argmin delta (cm): dx {a[0]:+.1f}, dy {a[1]:+.1f}, dz {a[2]:+.1f}"
     if ref is not None:

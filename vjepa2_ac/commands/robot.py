@@ -1,15 +1,16 @@
 """``vjepa2-ac robot``: run the V-JEPA 2-AC planner on a robot (``run``) or save a goal image (``capture-goal``).
 
     vjepa2-ac robot run --driver franky --host 172.16.0.2 --camera realsense --model DIR --goal goal.png
-    vjepa2-ac robot run --driver franky --host ... --goal g.png --subgoals a.png b.png --switch-after 4 10 4
-    vjepa2-ac robot run --driver sim --model vjepa2-ac-sim-small --task pick_place   # SimDriver; the task's sub-goals
+    vjepa2-ac robot run --driver franky --host ... --task pick-place --goal grasped=a.png lifted=b.png placed=c.png
+    vjepa2-ac robot run --driver sim --model vjepa2-ac-sim-small --task pick-place   # SimDriver; the task's goals
     vjepa2-ac robot capture-goal --camera realsense --out goal.png
 
-``run`` plans with the model's ``planning.json`` (as ``eval`` and ``demo`` do; ``--planning`` names another file, or
-``none`` for the built-in defaults): its planner and settings for ``--task`` (per-sub-goal gripper and constraint
-settings, the sub-goal switch schedule, the number of steps) and, with ``--driver sim``, its camera view and image
-size. ``--planner``, ``--preset``, ``--samples``, ``--iterations``, ``--horizon``, ``--switch-after`` and ``--steps``
-override it.
+``run`` plans with the model's ``planning.json`` (as ``eval`` and ``demo`` do, through the one agent builder;
+``--planning`` names another file, or ``none`` for the built-in defaults): the phases of ``--task`` (which goal image
+each plans to, for how many steps, the gripper rule) and, with ``--driver sim``, its camera view and image size.
+``--goal`` gives the goal images by name (``NAME=IMAGE``; a bare ``IMAGE`` is the task's ``final`` goal); every
+goal the task's phases name must be given. ``--planner``, ``--preset``, ``--samples``, ``--iterations``,
+``--horizon`` and ``--steps`` override the file.
 
 Every command goes through ``envs.robot.SafeDriver`` (``--limits`` YAML, default ``limits_default.yaml``);
 ``--dry-run`` plans, checks and logs every command but moves nothing. Each run is recorded as an episode
@@ -19,9 +20,10 @@ Every command goes through ``envs.robot.SafeDriver`` (``--limits`` YAML, default
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
+
+from vjepa2_ac.commands.common import TASK_CHOICES
 
 DRIVERS = ("sim", "franky", "panda-py")
 CAMERAS = ("sim", "realsense", "opencv")
@@ -36,8 +38,8 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera-source", default="0", help="OpenCV device index or video path (default: 0)")
     p.add_argument("--camera-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=(640, 480))
     p.add_argument("--fps", type=int, default=30, help="camera frame rate")
-    p.add_argument("--task", default="reach",
-                   help="reach | grasp | reach_with_object | pick_place: the sim scene, and the planning settings used")
+    p.add_argument("--task", default="reach", choices=TASK_CHOICES,
+                   help="the sim scene, and the task's phases in the planning config (default: %(default)s)")
     p.add_argument("--object", default="cube", help="sim object: cube | cup")
     p.add_argument("--seed", type=int, default=0, help="sim scene seed and planner seed")
     p.add_argument("--image-size", type=int, help="sim camera image size (pixels; default: the planning config's "
@@ -53,9 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _add_source_args(run_p)
     run_p.add_argument("--model", required=True, help="world model: directory, bundled name or hub repo id")
     run_p.add_argument("--device", default="cpu", help="torch device for the world model (cpu, cuda, ...)")
-    run_p.add_argument("--goal", type=Path, help="goal image (PNG/JPEG); default with --driver sim: the task goal")
-    run_p.add_argument("--subgoals", type=Path, nargs="+", help="sub-goal images, in order (the last is the goal)")
-    run_p.add_argument("--switch-after", type=int, nargs="+", help="steps spent on each sub-goal (e.g. 4 10 4)")
+    run_p.add_argument("--goal", nargs="+", metavar="[NAME=]IMAGE",
+                       help="goal images (PNG/JPEG) by name, e.g. final=goal.png or grasped=a.png lifted=b.png; a "
+                            "bare IMAGE is the final goal (default with --driver sim: the task's own renders)")
     run_p.add_argument("--planning", help="planning.json (file or directory) giving the planner and the --task "
                        "settings; 'none': built-in defaults (default: the model's own planning.json)")
     run_p.add_argument("--steps", type=int, help="number of actions to execute (default: the task's max_steps in "
@@ -88,16 +90,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def _sim_task(task: str) -> str:
-    """``--task`` as the sim driver names it (``pick-place`` -> ``pick_place``); a clear exit if unknown."""
-    from vjepa2_ac.planning_config import task_name
-
-    try:
-        return task_name(task).replace("-", "_")
-    except ValueError as err:
-        raise SystemExit(f"--task: {err}") from None
-
-
 def _make_driver(args: argparse.Namespace, planning: Any = None) -> Any:
     """The robot backend; ``--driver sim`` renders the planning config's view and size (``--sim-view`` /
     ``--image-size`` win), or the env defaults without one. ``_run`` has checked ``--host`` (before loading the
@@ -105,7 +97,7 @@ def _make_driver(args: argparse.Namespace, planning: Any = None) -> Any:
     from envs.robot import FrankyDriver, PandaPyDriver, SimDriver
 
     if args.driver == "sim":
-        task = _sim_task(args.task)
+        task = args.task
         kwargs = planning.env_kwargs_for(task, object=args.object) if planning is not None else {
             "object": args.object}
         if args.image_size is not None:
@@ -147,17 +139,27 @@ def load_image(path: Path) -> Any:
         return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
+def load_goals(specs: list[str]) -> dict[str, Any]:
+    """``--goal`` values (``NAME=IMAGE`` or a bare ``IMAGE`` for ``final``) -> goal images by name."""
+    goals: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name, path = (name, path) if sep else ("final", spec)
+        if not name or name in goals:
+            raise SystemExit(f"--goal: {'an empty name' if not name else f'goal {name!r} given twice'} in {spec!r}")
+        goals[name] = load_image(Path(path))
+    return goals
+
+
 def save_image(image: Any, path: Path) -> Path:
     """Write ``image`` uint8 ``[H, W, 3]`` to ``path`` atomically (temp file, then rename)."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        Image.fromarray(image).save(tmp, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from vjepa2_ac.atomic import atomic_path
+
+    suffix = path.suffix or ".png"
+    with atomic_path(path, suffix=suffix) as tmp:
+        Image.fromarray(image).save(tmp, format=suffix.lstrip(".").upper().replace("JPG", "JPEG"))
     return path
 
 
@@ -178,18 +180,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from envs.robot import SafeDriver, SafetyLimits, SimDriver
     from vjepa2_ac import WorldModel
-    from vjepa2_ac.robot_loop import build_agent_from_planning, run_robot_episode
-    from vjepa2_ac.world_model import resolve_model_dir
+    from vjepa2_ac.agent import build_agent, run_robot_episode
+    from vjepa2_ac.model.world_model import resolve_model_dir
 
     if args.steps is not None and args.steps < 1:
         raise SystemExit(f"--steps must be >= 1, got {args.steps}")
-    if args.subgoals and args.goal:
-        raise SystemExit("pass either --goal or --subgoals, not both")
     if args.driver != "sim" and not args.host:
         raise SystemExit(f"--host is required with --driver {args.driver}")
-    if args.switch_after and not args.subgoals and args.driver != "sim":
-        raise SystemExit("--switch-after needs --subgoals")
-    task = _sim_task(args.task)
+    task = args.task
     limits = SafetyLimits.from_yaml(args.limits) if args.limits else SafetyLimits()
     try:
         model_dir = resolve_model_dir(args.model)
@@ -197,15 +195,11 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--model: {err}") from None
     planning = _load_planning(args.planning, model_dir)
     if args.preset is not None:
-        planning.planner_preset = args.preset
+        planning.planner.preset = args.preset
     steps = args.steps if args.steps is not None else planning.task(task).max_steps
-    goal, subgoals = None, None
-    if args.subgoals:
-        subgoals = [load_image(p) for p in args.subgoals]
-    elif args.goal:
-        goal = load_image(args.goal)
-    elif args.driver != "sim":
-        raise SystemExit("--goal (or --subgoals) is required with a real robot; capture one with "
+    goals = load_goals(args.goal) if args.goal else None
+    if goals is None and args.driver != "sim":
+        raise SystemExit("--goal is required with a real robot; capture one with "
                          "`vjepa2-ac robot capture-goal --out goal.png`")
     torch.manual_seed(args.seed)
     world_model = WorldModel.from_pretrained(model_dir, device=args.device)  # before connecting to the robot
@@ -213,21 +207,20 @@ def _run(args: argparse.Namespace) -> int:
     camera = None
     try:
         camera = _make_camera(args, driver)
-        if goal is None and subgoals is None:  # the sim task's own goal (and sub-goal) renders
-            goal, subgoals = driver.goal_image, (driver.subgoal_images or None)
+        if goals is None:  # the sim task's own goal renders
+            goals = driver.goal_images
         try:
-            agent = build_agent_from_planning(
-                world_model, planning, task, goal=goal, subgoals=subgoals, switch_after=args.switch_after,
-                require_subgoals=bool(args.subgoals or args.switch_after), planner=args.planner, seed=args.seed,
-                samples=args.samples, iterations=args.iterations, horizon=args.horizon)
+            agent = build_agent(world_model, planning, task, goals, planner=args.planner, seed=args.seed,
+                                samples=args.samples, iterations=args.iterations, horizon=args.horizon)
         except ValueError as err:
             raise SystemExit(f"robot run: {err}") from None
     except BaseException:
         for part in {id(x): x for x in (camera, driver) if x is not None}.values():
             part.close()
         raise
-    print(f"planning: {planning.source or 'built-in defaults'} (task {task}, {steps} steps, "
-          f"{len(agent.goals)} goal image{'s' if len(agent.goals) > 1 else ''})", flush=True)
+    phases = ", ".join(f"{ph.name} ({ph.steps or 'rest'})" for ph in agent.phases)
+    print(f"planning: {planning.source or 'built-in defaults'} (task {task}, {steps} steps; phases {phases})",
+          flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"{args.driver}_{stamp}{'_dryrun' if args.dry_run else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +259,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _load_planning(spec: str | None, model_dir: Path) -> Any:
     """``--planning``: a file or directory, ``none`` (built-in defaults), or ``None`` (the model's own)."""
-    from vjepa2_ac.planning_config import PlanningConfig
+    from vjepa2_ac.agent import PlanningConfig
 
     try:
         if spec is not None and spec.lower() == "none":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vjepa2_ac.commands import add_threads_argument, apply_threads
+from vjepa2_ac.commands.common import add_threads_argument, apply_threads
 
 
 def add_override_argument(parser: argparse.ArgumentParser) -> None:

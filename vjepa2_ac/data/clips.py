@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vjepa2_ac.pose import poses_to_diff
+from vjepa2_ac.model.pose import poses_to_diff
 
 
 @runtime_checkable

@@ -345,7 +345,7 @@ def write_episode(
 
 def state_deltas(states: np.ndarray) -> np.ndarray:
     """Actions between consecutive states, float64 ``[T, 7] -> [T-1, 7]``: ``[p1 - p0, euler(R1 · R0ᵀ), g1 - g0]``
-    (numpy/scipy twin of :func:`vjepa2_ac.pose.states_to_actions`)."""
+    (numpy/scipy twin of :func:`vjepa2_ac.model.pose.states_to_actions`)."""
     from scipy.spatial.transform import Rotation
 
     states = np.asarray(states, dtype=np.float64)

@@ -1,11 +1,19 @@
-"""Small PyAV helpers: frame count / rate, decode by frame index, decode by timestamp."""
+"""Video files (PyAV): frame count / rate, decode by frame index or timestamp, and THE video writer (MP4 with a
+GIF fallback, fractional frame rates, written atomically).
+
+    write_video(frames, "episode.mp4", fps=2.5)     # frames uint8 [T, H, W, 3]; returns the path written
+"""
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from vjepa2_ac.atomic import atomic_path
 
 
 def video_info(path: str | os.PathLike) -> tuple[int, float]:
@@ -90,23 +98,74 @@ def decode_frames_at(path: str | os.PathLike, timestamps: Sequence[float] | np.n
     return np.stack([frames[j] for j in nearest.tolist()])
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, codec: str = "libx264") -> None:
-    """Write uint8 [T, H, W, 3] frames as an mp4 (yuv420p; H and W must be even). Used by tests and tools."""
+MP4_CODECS = ("libx264", "h264", "mpeg4")
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"frames must be uint8 [T >= 1, H, W, 3], got {frames.dtype} {frames.shape}")
+    return frames
+
+
+def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 4.0, *, codec: str | None = None,
+              options: dict[str, str] | None = None) -> Path:
+    """MP4 (yuv420p) via PyAV with ``codec``, or the first of :data:`MP4_CODECS` this FFmpeg build has (raises
+    ``RuntimeError`` if none). ``fps`` may be fractional (stored exactly as a rational rate, e.g. 2.5 = 5/2); odd
+    H / W are padded by repeating the last row / column; ``options`` go to the encoder (``{"crf": "10"}``)."""
     import fractions
 
     import av
 
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "10", "g": "8"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    frames = _check_frames(frames)
+    h, w = frames.shape[1:3]
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    rate = fractions.Fraction(fps).limit_denominator(1001)
+    path, errors = Path(path), []
+    for name in (codec,) if codec is not None else MP4_CODECS:
+        try:
+            with atomic_path(path, suffix=".mp4") as tmp, av.open(str(tmp), mode="w") as container:
+                stream = container.add_stream(name, rate=rate)
+                stream.width, stream.height = frames.shape[2], frames.shape[1]
+                stream.pix_fmt = "yuv420p"
+                if options:
+                    stream.options = dict(options)
+                for frame in frames:
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            return path
+        except Exception as err:  # codec missing in this FFmpeg build: try the next one
+            errors.append(f"{name}: {type(err).__name__}: {err}")
+    raise RuntimeError("no MP4 encoder available in PyAV (" + "; ".join(errors) + ")")
+
+
+def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: float = 4.0) -> Path:
+    """Animated GIF (Pillow), looping; frame durations are whole milliseconds."""
+    from PIL import Image
+
+    frames = _check_frames(frames)
+    images = [Image.fromarray(f) for f in frames]
+    with atomic_path(path, suffix=".gif") as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(round(1000 / fps)), loop=0)
+    return Path(path)
+
+
+def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 4.0, *, codec: str | None = None,
+                options: dict[str, str] | None = None) -> Path:
+    """uint8 ``[T, H, W, 3]`` frames -> an MP4 at ``path`` (see :func:`write_mp4`), or a GIF when ``path`` ends in
+    ``.gif`` or, without an explicit ``codec``, when PyAV has no MP4 encoder (``.gif`` suffix). Returns the file.
+    Written to a temp file and renamed, so a crash never leaves half a video."""
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not fps > 0:
+        raise ValueError(f"fps must be a number > 0, got {fps!r}")
+    path = Path(path)
+    if path.suffix.lower() == ".gif":
+        return write_gif(frames, path, fps)
+    if codec is not None:
+        return write_mp4(frames, path, fps, codec=codec, options=options)
+    try:
+        return write_mp4(frames, path.with_suffix(".mp4"), fps, options=options)
+    except (ImportError, RuntimeError):
+        return write_gif(frames, path.with_suffix(".gif"), fps)

@@ -1,6 +1,6 @@
 """AC post-training: teacher-forcing + rollout L1 losses of the official recipe, in a plain readable loop.
 
-Objective (``facts/official_vjepa2_ac.md`` §4.2), with ``h = layer_norm(Enc(frames))`` ``[B, T, N, D]`` (frozen
+Objective (the official one), with ``h = layer_norm(Enc(frames))`` ``[B, T, N, D]`` (frozen
 encoder, or a latent cache) and ``P`` = predictor followed by the non-affine layer norm:
 
 * teacher forcing: ``z_tf = P(h[:, :-1], a, s[:, :-1])`` predicts frames ``1..T-1``;
@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, Subset
 
-from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.model.world_model import normalize_reps
 from vjepa2_ac.training.checkpointing import (
     MetricsLogger,
     load_checkpoint,
@@ -56,7 +57,6 @@ from vjepa2_ac.training.loaders import (
     split_episodes,
 )
 from vjepa2_ac.training.schedule import build_optimization, set_lr
-from vjepa2_ac.world_model import normalize_reps
 
 CHECKPOINT_NAME = "latest.pt"
 AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -132,11 +132,11 @@ def load_init_model(init: str, *, load_encoder: bool, predictor_overrides: dict[
 
     For official checkpoints the predictor widths and depth are read off the weights; ``predictor_overrides``
     supplies what cannot be (``num_heads``, ``img_size``, ...; default: the released ViT-g values)."""
-    from vjepa2_ac.world_model import WorldModel
+    from vjepa2_ac.model.world_model import WorldModel
 
     if str(init).startswith(("http://", "https://")) or Path(str(init)).suffix in (".pt", ".pth", ".tar"):
-        from vjepa2_ac.checkpoint import load_torch_checkpoint, resolve_file, strip_official_prefixes
-        from vjepa2_ac.world_model import infer_predictor_config
+        from vjepa2_ac.model.checkpoint import load_torch_checkpoint, resolve_file, strip_official_prefixes
+        from vjepa2_ac.model.world_model import infer_predictor_config
 
         path = resolve_file(init)
         sd = strip_official_prefixes(load_torch_checkpoint(path)["predictor"])
@@ -148,7 +148,7 @@ def load_init_model(init: str, *, load_encoder: bool, predictor_overrides: dict[
 def build_models(config: TrainConfig, *, init: str | None, latent_cache: Any | None):
     """``(encoder, predictor)``: the frozen encoder (``None`` when training from a latent cache: then a meta-device
     stand-in carrying the config and reference is returned for saving) and a trainable predictor."""
-    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.model.encoder import Encoder
 
     init = init or config.init
     need_weights = latent_cache is None
@@ -189,8 +189,8 @@ def build_models(config: TrainConfig, *, init: str | None, latent_cache: Any | N
 def save_world_model(encoder, predictor: ACPredictor, directory: Path, policy: str = "auto") -> Path:
     """``WorldModel(encoder, predictor).save_pretrained(directory)``; the encoder is copied or referenced by its
     hub id / directory according to ``policy`` (``auto``: reference hub ids, copy everything else)."""
-    from vjepa2_ac.encoder import Encoder
-    from vjepa2_ac.world_model import WorldModel
+    from vjepa2_ac.model.encoder import Encoder
+    from vjepa2_ac.model.world_model import WorldModel
 
     source = getattr(encoder, "name_or_path", None)
     is_meta = any(p.is_meta for p in encoder.parameters())

@@ -104,7 +104,7 @@ def _check_common(cfg: Any) -> None:
 
 @dataclass
 class TrainConfig(_YamlConfig):
-    """AC post-training (official recipe: ``facts/official_vjepa2_ac.md`` §4; ``configs/ac_vitg_droid.yaml``).
+    """AC post-training (the official recipe: ``configs/ac_vitg_droid.yaml``).
 
     ``batch_size`` is the *global* number of clips per optimizer step, over all processes and accumulation
     micro-steps: each process loads ``batch_size / (world_size * grad_accum_steps)`` clips per micro-step, so a

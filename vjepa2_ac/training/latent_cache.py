@@ -26,7 +26,7 @@ import torch
 from vjepa2_ac.atomic import atomic_path, atomic_write_bytes
 
 if TYPE_CHECKING:
-    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.model.encoder import Encoder
     from vjepa2_ac.training.distributed import DistInfo
 
 MANIFEST = "latent_cache.json"
@@ -68,8 +68,8 @@ def encode_dataset(
     from tqdm import tqdm
 
     from vjepa2_ac.data.clips import open_source
+    from vjepa2_ac.model.world_model import normalize_reps
     from vjepa2_ac.training.distributed import DistInfo, barrier
-    from vjepa2_ac.world_model import normalize_reps
 
     if dtype not in STORE_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(STORE_DTYPES)}, got {dtype!r}")

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from vjepa2_ac.checkpoint import atomic_directory
-from vjepa2_ac.preprocess import normalize_frames
+from vjepa2_ac.atomic import atomic_directory
+from vjepa2_ac.model.preprocess import normalize_frames
 from vjepa2_ac.training.checkpointing import (
     MetricsLogger,
     load_checkpoint,

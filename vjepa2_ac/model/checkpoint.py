@@ -5,19 +5,18 @@ Nothing here is half-loaded: a state dict is fully checked against the module be
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from vjepa2_ac.atomic import atomic_path
 
 OFFICIAL_PREFIXES = ("module.", "backbone.")
 RELEASED_AC_URL = "https://dl.fbaipublicfiles.com/vjepa2/vjepa2-ac-vitg.pt"
@@ -103,23 +102,19 @@ def resolve_file(path_or_url: str | os.PathLike, *, cache_dir: str | os.PathLike
     target = cache / Path(urllib.parse.urlparse(url).path).name
     if target.is_file():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=target.name, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            from tqdm.auto import tqdm
+        with atomic_path(target, suffix=".part") as tmp:
+            with open(tmp, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0)
+                from tqdm.auto import tqdm
 
-            with tqdm(total=total or None, unit="B", unit_scale=True, desc=target.name) as bar:
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-        if total and os.path.getsize(tmp) != total:
-            raise ConnectionError(f"download of {url} was cut short ({os.path.getsize(tmp)} of {total} bytes)")
-        os.replace(tmp, target)
+                with tqdm(total=total or None, unit="B", unit_scale=True, desc=target.name) as bar:
+                    while chunk := response.read(1 << 20):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+            if total and os.path.getsize(tmp) != total:
+                raise ConnectionError(f"download of {url} was cut short ({os.path.getsize(tmp)} of {total} bytes)")
     except (urllib.error.URLError, OSError, ConnectionError) as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         if isinstance(err, ConnectionError):
             raise
         raise ConnectionError(
@@ -142,36 +137,3 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: {err} (truncated or corrupt file?)") from err
 
 
-def normalize_permissions(root: str | os.PathLike) -> None:
-    """Give ``root`` and everything below it the usual permissions (directories ``0o777 & ~umask``, files
-    ``0o666 & ~umask``): ``mkdtemp`` makes 0o700 directories and some writers (safetensors) 0o600 files."""
-    umask = os.umask(0)
-    os.umask(umask)
-    root = Path(root)
-    os.chmod(root, 0o777 & ~umask)
-    for path in root.rglob("*"):
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-@contextlib.contextmanager
-def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
-    """Write a directory atomically: yields a temp sibling to fill; on success it replaces ``directory`` (an old one
-    is moved aside first), on error it is deleted. The result gets the usual permissions
-    (:func:`normalize_permissions`)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
-    try:
-        yield tmp
-        normalize_permissions(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -1,9 +1,9 @@
 """The released planning pipeline's behaviour, re-implemented as a baseline and test oracle.
 
-Written from the behaviour documented in ``shared/facts/official_vjepa2_ac.md`` (§1.3-1.5 predictor forward,
-§5.1 world-model step, §5.2 ``cem``); it reproduces how the released code computes, not its text:
+Written from the documented behaviour of the released code (predictor forward, world-model step, ``cem``); it
+reproduces how the released code computes, not its text:
 
-* :func:`released_predictor_forward` evaluates an :class:`~vjepa2_ac.predictor.ACPredictor`'s weights the way
+* :func:`released_predictor_forward` evaluates an :class:`~vjepa2_ac.model.predictor.ACPredictor`'s weights the way
   the released module does: RoPE angles recomputed on every call, action/state tokens projected and rotated
   separately and concatenated back, a slice of a prebuilt full-size mask, no cache.
 * :func:`released_world_model_step` re-runs the predictor on the whole trajectory so far and updates poses one
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 from torch import Tensor
 
-from vjepa2_ac.predictor import ACPredictor, rope_rotary_dim
+from vjepa2_ac.model.predictor import ACPredictor, rope_rotary_dim
 
 # ------------------------------------------------------------------------------------------ predictor forward
 

@@ -20,7 +20,7 @@ With ``--from-start`` the walk starts from the episode's start (the home pose) i
 successes and the failures of a file can be compared on the same footing: how far from its goal the energy starts to
 fall, seen from where the planner set out.
 
-    python benchmarks/bench_reach_failures.py runs/eval/reach.json [more.json ...] [--model DIR] [--all] [--from-start]
+    python investigations/reach_failures.py runs/eval/reach.json [more.json ...] [--model DIR] [--all] [--from-start]
 """
 
 from __future__ import annotations
@@ -36,14 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vjepa2_ac.evaluation import (  # noqa: E402
-    BUNDLED_MODEL,
-    load_recorded_cells,
-    load_world_model,
-    make_env,
-    replay_recorded,
-    task_distance,
-)
+from vjepa2_ac.agent import BUNDLED_MODEL, load_world_model, make_env  # noqa: E402
+from vjepa2_ac.eval import load_recorded_cells, replay_recorded, task_distance  # noqa: E402
 
 REPLAY_TOLERANCE = 0.001  # m: a replay ending farther than this from the recorded final distance is reported
 ARRIVED = 0.005  # m: the straight walk stops this close to the goal
@@ -75,7 +69,7 @@ def diagnose(env, wm, episode: dict, step: float, from_start: bool = False) -> d
     obs, info = replay_recorded(env, episode, steps=0 if from_start else None)
     stop_distance = task_distance(env, "reach")
     with torch.no_grad():
-        z_goal = wm.encode(info["goal_pixels"][None])  # [1, 1, N, D]
+        z_goal = wm.encode(info["goals"]["final"][None])  # [1, 1, N, D]
     profile = walk_to_goal(env, wm, obs, z_goal, step)
     energies = [e for _, e in profile]
     quarter = energies[0] - 0.25 * (energies[0] - energies[-1])

@@ -337,7 +337,7 @@ class ACPredictor(nn.Module):
         """Load an official predictor state dict (``module.``/``backbone.`` deleted wherever they occur), strictly.
 
         Raises ``ValueError`` naming every missing, unexpected or mis-shaped key; on error nothing is loaded."""
-        from vjepa2_ac.checkpoint import load_state_dict_strict, strip_official_prefixes
+        from vjepa2_ac.model.checkpoint import load_state_dict_strict, strip_official_prefixes
 
         load_state_dict_strict(self, strip_official_prefixes(state_dict), what="AC predictor")
 

@@ -1,11 +1,12 @@
 """How precisely does the planner bring the open gripper onto the object, and how precise must it be to grasp?
 
-Pick-and-place's first sub-goal image shows the gripper at the grasp pose. Each trial puts the open gripper
+Pick-and-place's "grasped" goal image shows the gripper at the grasp pose. Each trial puts the open gripper
 ``--offset`` (a range, metres) off that pose, in a random xy direction and 0-1.5 cm above it, then:
 
-* ``planner`` rows: runs ``--steps`` MPC steps on the first sub-goal with the model's planning settings for it
-  (``planning.json``: box constraint, gripper forced open), plus overrides such as ``samples=128``, and reports the
-  tool centre point's error to the grasp pose (which moves with the object if it was pushed) after each step;
+* ``planner`` rows: runs ``--steps`` MPC steps towards the "grasped" image with the planner of the model's first
+  pick-and-place phase on that goal (``planning.json``: box constraint, gripper forced open), plus overrides such as
+  ``samples=128``, and reports the tool centre point's error to the grasp pose (which moves with the object if it
+  was pushed) after each step;
 * ``no planning`` rows: leave the gripper where it was put (the error of the start itself).
 
 Then every trial closes the gripper (two steps of dg = +1), lifts 6 cm (two steps) and counts a grasp when the
@@ -13,9 +14,9 @@ object is held and lifted >= 5 cm, as the grasp task scores it. ``planner`` vs `
 shows whether the planner's final error is small enough; the ``no planning`` rows at several offsets measure the
 grasp's tolerance.
 
-    python benchmarks/bench_grasp_precision.py                         # bundled model, 12 scenes x 3 starts
-    python benchmarks/bench_grasp_precision.py --configs shipped "s128:samples=128" "it10:iterations=10"
-    python benchmarks/bench_grasp_precision.py --model runs/ac/model --object cup
+    python investigations/grasp_precision.py                         # bundled model, 12 scenes x 3 starts
+    python investigations/grasp_precision.py --configs shipped "s128:samples=128" "it10:iterations=10"
+    python investigations/grasp_precision.py --model runs/ac/model --object cup
 """
 
 from __future__ import annotations
@@ -33,9 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vjepa2_ac.evaluation import load_world_model, make_env  # noqa: E402
+from vjepa2_ac.agent import build_planner, load_world_model, make_env  # noqa: E402
 
 DEFAULT_CONFIGS = ("shipped", "samples=128:samples=128", "iterations=10:iterations=10", "box 3 cm:maxnorm=0.03")
+GRASPED = "grasped"  # the goal image of the grasp pose
+
+
+def grasp_phase(planning, task: str = "pick-place"):
+    """The first phase of ``task`` that plans towards the "grasped" image (its planner settings are the ones the
+    model uses to bring the open gripper onto the object); ``None`` (the file's planner) if no phase does."""
+    return next((ph for ph in planning.task(task).phases if ph.goal == GRASPED), None)
 
 
 def parse_config(spec: str) -> tuple[str, dict]:
@@ -96,13 +104,13 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=12, help="pick-and-place scenes (env seeds from --seed)")
     p.add_argument("--starts", type=int, default=3, help="starts per scene")
     p.add_argument("--seed", type=int, default=3000, help="first env seed (away from training and eval seeds)")
-    p.add_argument("--steps", type=int, default=4, help="MPC steps on the grasp sub-goal")
+    p.add_argument("--steps", type=int, default=4, help="MPC steps towards the \"grasped\" goal image")
     p.add_argument("--offset", type=float, nargs=2, default=(0.015, 0.03), metavar=("MIN", "MAX"),
                    help="xy distance of the start from the grasp pose (m)")
     p.add_argument("--tolerance", type=float, nargs="*", default=(0.0, 0.01, 0.02, 0.03),
                    help="'no planning' rows: starts this far (m) off the grasp pose (xy)")
     p.add_argument("--configs", nargs="*", default=list(DEFAULT_CONFIGS),
-                   help="planner rows: 'shipped' or 'name:key=value,...' overrides of the sub-goal's settings")
+                   help="planner rows: 'shipped' or 'name:key=value,...' overrides of the grasp phase's settings")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     if args.scenes < 1 or args.starts < 1 or args.steps < 1:
@@ -112,10 +120,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     wm, planning, desc = load_world_model(args.model)
     env = make_env(planning, "pick-place", object=args.object, max_steps=10_000)
+    phase = grasp_phase(planning)
     trials = [(seed, k) for seed in range(args.seed, args.seed + args.scenes) for k in range(args.starts)]
     print(f"world model: {desc}; {args.object}, {len(trials)} starts ({args.scenes} scenes from seed {args.seed}); "
           f"planner rows start {args.offset[0] * 100:g}-{args.offset[1] * 100:g} cm off the grasp pose and plan "
-          f"{args.steps} steps on the first sub-goal\n")
+          f"{args.steps} steps towards the \"{GRASPED}\" goal image\n")
     print("| row | TCP error by step (cm, mean) | final xy / z error (cm, mean) | final error < 1.5 cm | object pushed "
           "> 1 cm | grasped and lifted | s per step |")
     print("|---|---|---|---|---|---|---|")
@@ -127,9 +136,9 @@ def main() -> None:
                 rng = np.random.default_rng([seed, k])
                 pinch, obj0 = start_trial(env, rng, seed, tuple(args.offset))
                 base = env.unwrapped
-                grasp = base.grasp_subgoal  # the "grasped" sub-goal (after the pre-grasp one, if any)
+                grasp = base.grasp_subgoal  # the "grasped" goal's config (after the pre-grasp one, if any)
                 z_goal = wm.encode(base.render_configuration(*base.goal["configs"][grasp])[None, None])
-                planner = planning.build_planner("pick-place", subgoal=grasp, **overrides)
+                planner = build_planner(planning, phase, **overrides)
                 row = [tcp_error(env, pinch, obj0)]
                 for step in range(args.steps):
                     obs = base._obs()

@@ -1,9 +1,10 @@
 """Where is the encoder's energy lowest for a "grasped" goal image, and does the goal image's gripper pose move it?
 
 The planner moves the tool centre point in xyz only, so on the way to the object the gripper keeps its home
-orientation (and, with ``open_gripper``, stays open). The env can render pick-and-place's first ("grasped") goal image
-with the gripper turned to the object's faces and closed, as the scripted expert grasps (``goal_gripper_yaw="object"``,
-``grasp_goal_gripper="closed"``, the env defaults), or in the pose the planner can reach (``"home"`` / ``"open"``).
+orientation (and, in a phase with ``"gripper": "open"``, stays open). The env can render pick-and-place's "grasped"
+goal image with the gripper turned to the object's faces and closed, as the scripted expert grasps
+(``goal_gripper_yaw="object"``, ``grasp_goal_gripper="closed"``, the env defaults), or in the pose the planner can
+reach (``"home"`` / ``"open"``).
 
 For each scene (a pick-and-place reset) this renders the open, home-oriented gripper over an xyz grid around the grasp
 pose (``--grid`` cm per axis in xy, three heights from the grasp pose up), encodes every frame with the model's
@@ -11,8 +12,8 @@ encoder (no predictor) and, for each goal-image variant, reports how far (xy) fr
 lowest, split by the object's yaw (the cube's yaw relative to the home gripper, 0-45 deg). It then closes the gripper
 at the grasp pose, home-oriented and object-aligned, and counts the grasps (two closing steps, lift 6 cm).
 
-    python benchmarks/bench_goal_image_pose.py                  # bundled model, 24 scenes from seed 3000
-    python benchmarks/bench_goal_image_pose.py --model runs/ac/model --scenes 50
+    python investigations/goal_image_pose.py                  # bundled model, 24 scenes from seed 3000
+    python investigations/goal_image_pose.py --model runs/ac/model --scenes 50
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from bench_grasp_precision import close_and_lift, place_open_gripper  # noqa: E402
+from grasp_precision import close_and_lift, place_open_gripper  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
-from vjepa2_ac.evaluation import load_world_model, make_env  # noqa: E402
+from vjepa2_ac.agent import load_world_model, make_env  # noqa: E402
 
 # name -> (goal_gripper_yaw, grasp_goal_gripper)
 VARIANTS = {

@@ -17,20 +17,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vjepa2_ac.checkpoint import (
+from vjepa2_ac.atomic import atomic_directory
+from vjepa2_ac.model.checkpoint import (
     RELEASED_AC_URL,
     CheckpointError,
-    atomic_directory,
     load_state_dict_strict,
     load_torch_checkpoint,
     resolve_file,
     strip_official_prefixes,
 )
-from vjepa2_ac.pose import POSE_DIM, compute_new_pose
-from vjepa2_ac.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.model.pose import POSE_DIM, compute_new_pose
+from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
 
 if TYPE_CHECKING:
-    from vjepa2_ac.encoder import Encoder
+    from vjepa2_ac.model.encoder import Encoder
 
 REP_NORM_EPS = 1e-5
 FORMAT_NAME = "vjepa2-ac-world-model"
@@ -47,7 +47,7 @@ class WorldModel(nn.Module):
     """Frozen encoder + AC predictor.
 
     Args:
-        encoder: an :class:`~vjepa2_ac.encoder.Encoder`, or ``None`` for a latent-only model (no ``encode``).
+        encoder: an :class:`~vjepa2_ac.model.encoder.Encoder`, or ``None`` for a latent-only model (no ``encode``).
         predictor: the :class:`ACPredictor`.
         memory_budget_mb: if set, :meth:`rollout` processes samples in chunks sized so that the estimated peak
             activation + cache memory of one chunk stays under this budget.
@@ -262,7 +262,7 @@ class WorldModel(nn.Module):
         encoder = None
         enc_cfg = config.get("encoder")
         if load_encoder and enc_cfg is not None:
-            from vjepa2_ac.encoder import Encoder
+            from vjepa2_ac.model.encoder import Encoder
 
             source = directory / enc_cfg["path"] if "path" in enc_cfg else enc_cfg["name_or_path"]
             encoder = Encoder.from_pretrained(source, dtype=dtype, device=device)
@@ -306,7 +306,7 @@ class WorldModel(nn.Module):
 
         enc = None
         if load_encoder:
-            from vjepa2_ac.encoder import Encoder, vjepa2_config_from_official
+            from vjepa2_ac.model.encoder import Encoder, vjepa2_config_from_official
 
             if isinstance(encoder, (str, os.PathLike)):
                 enc = Encoder.from_pretrained(encoder)
@@ -378,7 +378,7 @@ def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         return path
-    from vjepa2_ac import bundled
+    from vjepa2_ac.model import bundled
 
     if str(name_or_dir) in bundled.MODELS:
         return bundled.model_dir(str(name_or_dir))

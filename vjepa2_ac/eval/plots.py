@@ -1,6 +1,6 @@
-"""Figures (matplotlib, Agg backend, written to PNG atomically).
+"""Figures (matplotlib's ``Figure`` API, no pyplot and no global backend; written to PNG atomically).
 
-* :func:`plot_episode_sheet`: sub-goal images, frames of the episode and the energy per step.
+* :func:`plot_episode_sheet`: the phases' goal images, frames of the episode and the energy per step.
 * :func:`plot_landscape`: the energy landscape over xyz deltas as heatmaps over (dx, dz) and (dx, dy), with the
   argmin and a reference move marked (as the V-JEPA 2 paper's figure).
 """
@@ -17,15 +17,12 @@ import numpy as np
 from vjepa2_ac.atomic import atomic_path
 
 if TYPE_CHECKING:
-    from vjepa2_ac.evaluation import Landscape
+    from vjepa2_ac.eval.landscape import Landscape
 
 REDUCTIONS = ("mean", "min", "slice")
 
 
 def _figure(**kwargs):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     return Figure(**kwargs)  # no pyplot: nothing global, nothing shown
@@ -45,24 +42,25 @@ def _show(ax, image: np.ndarray, title: str) -> None:
     ax.set_yticks([])
 
 
-def plot_episode_sheet(path: str | os.PathLike, *, subgoals: Sequence[np.ndarray], frames: np.ndarray,
+def plot_episode_sheet(path: str | os.PathLike, *, goals: Sequence[tuple[str, np.ndarray]], frames: np.ndarray,
                        energies: Sequence[float] = (), frame_energies: Sequence[float] = (),
-                       goal_indices: Sequence[int] = (), title: str = "", max_frames: int = 8) -> Path:
-    """PNG sheet: row 1 the (sub-)goal images, row 2 up to ``max_frames`` evenly spaced frames ``[T, H, W, 3]``
-    (frame 0 = after reset), row 3 the plan energy and observed-frame energy per step with sub-goal switches."""
+                       phases: Sequence[int] = (), title: str = "", max_frames: int = 8) -> Path:
+    """PNG sheet: row 1 the goal image of each phase (``(name, uint8 [H, W, 3])`` pairs), row 2 up to
+    ``max_frames`` evenly spaced frames ``[T, H, W, 3]`` (frame 0 = after reset), row 3 the plan energy and
+    observed-frame energy per step, with the phase switches (``phases``: the phase index of each step)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[0] == 0:
         raise ValueError(f"frames must be [T >= 1, H, W, 3], got shape {frames.shape}")
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     shown = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
-    cols = max(len(subgoals), len(shown), 1)
+    cols = max(len(goals), len(shown), 1)
     fig = _figure(figsize=(1.6 * cols, 1.6 * 2 + 2.4), layout="constrained")
     top, middle, bottom = fig.subfigures(3, 1, height_ratios=[1, 1, 1.5])
-    n_goals = len(subgoals)
     for i, ax in enumerate(top.subplots(1, cols, squeeze=False)[0]):
-        if i < n_goals:
-            _show(ax, subgoals[i], "goal" if n_goals == 1 else f"sub-goal {i + 1}")
+        if i < len(goals):
+            name, image = goals[i]
+            _show(ax, image, name if len(goals) == 1 else f"{i + 1}: {name}")
         else:
             ax.axis("off")
     for i, ax in enumerate(middle.subplots(1, cols, squeeze=False)[0]):
@@ -76,10 +74,10 @@ def plot_episode_sheet(path: str | os.PathLike, *, subgoals: Sequence[np.ndarray
         ax.plot(steps, energies, "o-", ms=3, label="plan (predicted) energy")
     if len(frame_energies):
         ax.plot(np.arange(len(frame_energies)), frame_energies, "s--", ms=3, label="observed frame energy")
-    for t in range(1, len(goal_indices)):
-        if goal_indices[t] != goal_indices[t - 1]:
+    for t in range(1, len(phases)):
+        if phases[t] != phases[t - 1]:
             ax.axvline(t - 0.5, color="grey", ls=":", lw=1)
-            ax.text(t - 0.5, 1.0, f" sub-goal {goal_indices[t] + 1}", transform=ax.get_xaxis_transform(),
+            ax.text(t - 0.5, 1.0, f" phase {phases[t] + 1}", transform=ax.get_xaxis_transform(),
                     fontsize=7, va="top", color="grey")
     if len(energies) or len(frame_energies):
         ax.legend(fontsize=7, loc="best")

@@ -19,9 +19,9 @@ reports how the predictor's energies compare with the real (rendered) ones: rank
 real energy, for the moves and for staying put: a negative bias on the moves makes any move look better than
 staying) and regret (how much farther from the goal the lowest-energy candidate is than the best one).
 
-    python benchmarks/bench_reach_oracle.py                           # bundled model, 10 episodes each
-    python benchmarks/bench_reach_oracle.py --model runs/ac/model --scorers predictor --episodes 20
-    python benchmarks/bench_reach_oracle.py --ranking --episodes 24 --seed 2000
+    python investigations/reach_oracle.py                           # bundled model, 10 episodes each
+    python investigations/reach_oracle.py --model runs/ac/model --scorers predictor --episodes 20
+    python investigations/reach_oracle.py --ranking --episodes 24 --seed 2000
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import envs  # noqa: E402,F401  (registers the ids)
-from vjepa2_ac.evaluation import load_world_model, task_distance  # noqa: E402
+from vjepa2_ac.agent import load_world_model  # noqa: E402
+from vjepa2_ac.eval import task_distance  # noqa: E402
 
 SCORERS = ("distance", "encoder", "predictor")
 
@@ -87,7 +88,7 @@ def print_ranking(wm, env, moves: np.ndarray, seeds: range) -> None:
     rows = []
     for seed in seeds:
         obs, info = env.reset(seed=seed)
-        rows.append(ranking_row(wm, env, obs, wm.encode(info["goal_pixels"][None]), moves))
+        rows.append(ranking_row(wm, env, obs, wm.encode(info["goals"]["final"][None]), moves))
     print("| quantity | mean | sd |\n|---|---|---|")
     for key in rows[0]:
         v = np.array([r[key] for r in rows])
@@ -130,7 +131,7 @@ def main() -> None:
             start, final, best, t0 = [], [], [], time.perf_counter()
             for seed in range(args.seed, args.seed + args.episodes):
                 obs, info = env.reset(seed=seed)
-                z_goal = wm.encode(info["goal_pixels"][None])
+                z_goal = wm.encode(info["goals"]["final"][None])
                 start.append(task_distance(env, "reach"))
                 dists = []
                 for _ in range(args.steps):

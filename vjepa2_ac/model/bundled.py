@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODELS_ROOT = Path(__file__).parent / "models"
+MODELS_ROOT = Path(__file__).parent.parent / "models"  # vjepa2_ac/models/<name>/
 
 
 def _discover() -> dict[str, Path]:

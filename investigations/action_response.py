@@ -8,8 +8,8 @@ position, and (from the same start) the same distance away. Reports, per start s
 * the predictor's error on the real next frame against copying the current frame (a predictor that ignores the
   action cannot beat the copy), over all tokens and over the ``--top-tokens`` the move changes most.
 
-    python benchmarks/bench_action_response.py                        # the bundled model, 16 start states
-    python benchmarks/bench_action_response.py --model runs/ac_v2/model --episodes 32
+    python investigations/action_response.py                        # the bundled model, 16 start states
+    python investigations/action_response.py --model runs/ac_v2/model --episodes 32
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import envs  # noqa: E402,F401  (registers the ids)
-from vjepa2_ac.evaluation import load_world_model  # noqa: E402
+from vjepa2_ac.agent import load_world_model  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
                 action = np.zeros(7, np.float32)
                 action[:3] = sign * args.step * direction / np.linalg.norm(direction)
                 nxt, *_ = env.step(action)
-                z = wm.encode(np.stack([obs["pixels"], nxt["pixels"], info["goal_pixels"]]))  # [1, 3, N, D]
+                z = wm.encode(np.stack([obs["pixels"], nxt["pixels"], info["goals"]["final"]]))  # [1, 3, N, D]
                 s0 = torch.as_tensor(obs["agent_pos"]).float()[None, None]
                 z_pred, _ = wm.rollout(z[:, :1], s0, torch.as_tensor(action)[None, None])
                 row["start"] = wm.energy(z[:, :1], z[:, 2:]).item()

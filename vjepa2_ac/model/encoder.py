@@ -20,8 +20,6 @@ import copy
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,17 +30,13 @@ from torch import Tensor, nn
 from transformers import VJEPA2Config
 from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2Encoder
 
-from vjepa2_ac.checkpoint import (
-    CheckpointError,
-    check_tensors,
-    normalize_permissions,
-    strip_official_prefixes,
-)
-from vjepa2_ac.preprocess import as_uint8_frames, normalize_frames
+from vjepa2_ac.atomic import atomic_directory, atomic_path
+from vjepa2_ac.model.checkpoint import CheckpointError, check_tensors, strip_official_prefixes
+from vjepa2_ac.model.preprocess import as_uint8_frames, normalize_frames
 
 __all__ = ["KNOWN_ENCODERS", "Encoder", "vjepa2_config_from_official"]
 
-# Architectures of the released V-JEPA 2 encoders (official vision_transformer.py; facts/hf_transformers_vjepa2.md).
+# Architectures of the released V-JEPA 2 encoders (the official vision_transformer.py and the hub configs).
 _VIT_L = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, mlp_ratio=4.0, crop_size=256)
 _VIT_H = dict(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, mlp_ratio=4.0, crop_size=256)
 _VIT_G = dict(hidden_size=1408, num_hidden_layers=40, num_attention_heads=22, mlp_ratio=48 / 11, crop_size=256)
@@ -280,7 +274,7 @@ class Encoder(nn.Module):
 
         ``module.`` / ``backbone.`` are deleted wherever they occur, the fused ``attn.qkv`` is split into
         query/key/value, ``norm.*`` becomes the final ``layernorm``, ``pos_embed`` is dropped. Any missing key,
-        other unexpected key or shape mismatch raises :class:`~vjepa2_ac.checkpoint.CheckpointError` naming the
+        other unexpected key or shape mismatch raises :class:`~vjepa2_ac.model.checkpoint.CheckpointError` naming the
         official key; nothing is half-loaded. ``config`` is a ``VJEPA2Config`` or an official-style dict.
         Tensors are used as they are when ``dtype``/``device`` need no conversion (no copy).
         """
@@ -370,26 +364,20 @@ class Encoder(nn.Module):
         target = Path(save_directory).expanduser()
         if target.exists() and not target.is_dir():
             raise FileExistsError(f"save_directory {target} exists and is not a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            config = copy.deepcopy(self.config)
-            config.architectures = ["VJEPA2Model"]
-            config.dtype = str(self.dtype).removeprefix("torch.")
-            state = {f"encoder.{k}": v.detach().contiguous().cpu() for k, v in self.encoder.state_dict().items()}
-            save_file(state, tmp / _WEIGHTS_NAME, metadata={"format": "pt"})
-            config.to_json_file(tmp / _CONFIG_NAME)
-            normalize_permissions(tmp)
-            if not target.exists():
-                os.replace(tmp, target)
-            else:
-                for name in (_WEIGHTS_NAME, _CONFIG_NAME):
-                    os.replace(tmp / name, target / name)
-                index = target / _WEIGHTS_INDEX_NAME  # a stale shard index would shadow the new weights
-                if index.exists():
-                    index.unlink()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        config = copy.deepcopy(self.config)
+        config.architectures = ["VJEPA2Model"]
+        config.dtype = str(self.dtype).removeprefix("torch.")
+        state = {f"encoder.{k}": v.detach().contiguous().cpu() for k, v in self.encoder.state_dict().items()}
+        if not target.exists():
+            with atomic_directory(target) as tmp:
+                save_file(state, tmp / _WEIGHTS_NAME, metadata={"format": "pt"})
+                config.to_json_file(tmp / _CONFIG_NAME)
+            return target
+        with atomic_path(target / _WEIGHTS_NAME, suffix=".safetensors") as tmp:
+            save_file(state, tmp, metadata={"format": "pt"})
+        with atomic_path(target / _CONFIG_NAME, suffix=".json") as tmp:
+            config.to_json_file(tmp)
+        (target / _WEIGHTS_INDEX_NAME).unlink(missing_ok=True)  # a stale shard index would shadow the new weights
         return target
 
 

@@ -1,0 +1,66 @@
+"""Helpers shared by the CLI commands: threads, the model arguments, the task / object / backend choices, and
+writing an output file atomically with a one-line error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from envs.tasks import TASK_NAMES
+
+TASK_CHOICES = TASK_NAMES  # one spelling everywhere: envs.tasks
+OBJECTS = ("cube", "cup")
+BACKENDS = ("mujoco", "pybullet")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """``torch.set_num_threads(args.threads)`` when given (exits with a clear message when < 1)."""
+    if getattr(args, "threads", None) is None:
+        return
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--checkpoint``, ``--planning``, ``--device``, ``--threads`` (demo, eval, landscape)."""
+    parser.add_argument("--model", default="vjepa2-ac-sim-small",
+                        help="world model: a local save_pretrained directory, a bundled or hub name, or (with "
+                             "--checkpoint) the encoder id, e.g. facebook/vjepa2-vitg-fpc64-256 "
+                             "(default: %(default)s)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="released AC checkpoint (vjepa2-ac-vitg.pt path or URL); --model is then the encoder")
+    parser.add_argument("--planning", default=None,
+                        help="planning.json to use instead of the model's own (camera, image size, planner, ...)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    add_threads_argument(parser)
+
+
+def load_model_or_exit(args: argparse.Namespace):
+    """``(world_model, planning_config, description)``, or print one line and exit with status 2."""
+    from vjepa2_ac.agent import ModelNotAvailable, load_world_model
+
+    apply_threads(args)
+    try:
+        return load_world_model(args.model, checkpoint=args.checkpoint, device=args.device, planning=args.planning)
+    except (ModelNotAvailable, ValueError, FileNotFoundError) as err:
+        print(f"vjepa2-ac: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """``data`` as indented JSON at ``path``, atomically (temp file, then rename; mode 0644)."""
+    import json
+
+    from vjepa2_ac.atomic import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,17 @@
+"""Evaluation: the episode runner, success-rate cells with their statistics, replay of recorded episodes, energy
+landscapes, and figures.
+
+    from vjepa2_ac.eval import evaluate, results_table
+    cells = evaluate(wm, planning, tasks=["reach"], episodes=10, seed=1000, baselines=["random"])
+    print(results_table(cells))
+"""
+
+from vjepa2_ac.eval.episode import EpisodeResult, RandomPolicy, run_episode, task_distance
+from vjepa2_ac.eval.evaluate import BASELINES, POLICIES, evaluate, software_versions, untrained_world_model
+from vjepa2_ac.eval.landscape import Landscape, energy_landscape, landscape_actions
+from vjepa2_ac.eval.replay import load_recorded_cells, replay_recorded
+from vjepa2_ac.eval.stats import CellResult, results_table, wilson_interval
+
+__all__ = ["BASELINES", "POLICIES", "CellResult", "EpisodeResult", "Landscape", "RandomPolicy", "energy_landscape",
+           "evaluate", "landscape_actions", "load_recorded_cells", "replay_recorded", "results_table", "run_episode",
+           "software_versions", "task_distance", "untrained_world_model", "wilson_interval"]

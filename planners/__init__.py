@@ -12,7 +12,7 @@ from planners.gradient import GradientConfig, GradientPlanner
 from planners.icem import ICEM, ICEMConfig, colored_noise
 from planners.mpc import MPCAgent, Phase, StepRecord
 from planners.mppi import MPPI, MPPIConfig
-from planners.protocol import Plan, Planner, WorldModelLike
+from planners.protocol import NonFiniteError, Plan, Planner, WorldModelLike
 
 __all__ = [
     "CEM",
@@ -29,6 +29,7 @@ __all__ = [
     "Plan",
     "Planner",
     "WorldModelLike",
+    "NonFiniteError",
     "SearchConfig",
     "ActionSpace",
     "clip_box",

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from planners.constraints import ActionSpace, Constraint
-from planners.protocol import WorldModelLike
+from planners.protocol import NonFiniteError, WorldModelLike
 
 EnergyOn = Literal["final", "sum"]
 _AUTOCAST_DTYPES = (None, "auto", torch.float32, torch.bfloat16, torch.float16)
@@ -77,8 +77,17 @@ def _positive(**values: float) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
 
 
+def check_finite(x: Tensor, name: str) -> None:
+    """:class:`~planners.protocol.NonFiniteError` naming ``name`` when ``x`` holds a NaN or inf (a broadcast view is
+    checked once, not once per sample)."""
+    while x.ndim and x.stride(0) == 0 and x.shape[0] > 1:
+        x = x[:1]
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise NonFiniteError(f"{name} contains NaN or inf")
+
+
 def check_inputs(z0: Tensor, s0: Tensor, z_goal: Tensor, context_actions: Tensor | None) -> None:
-    """Validate the planner inputs (see :meth:`planners.protocol.Planner.plan`)."""
+    """Validate the planner inputs (see :meth:`planners.protocol.Planner.plan`): shapes, and finite values."""
     if z0.ndim != 4 or z0.shape[0] != 1:
         raise ValueError(f"z0 must be [1, T0, N, D], got shape {tuple(z0.shape)}")
     t0 = z0.shape[1]
@@ -90,6 +99,10 @@ def check_inputs(z0: Tensor, s0: Tensor, z_goal: Tensor, context_actions: Tensor
         raise ValueError(f"context_actions [1, T0-1={t0 - 1}, 7] is required when z0 has T0={t0} frames")
     if context_actions is not None and context_actions.shape != (1, t0 - 1, 7):
         raise ValueError(f"context_actions must be [1, T0-1={t0 - 1}, 7], got {tuple(context_actions.shape)}")
+    for x, name in ((z0, "z0 (context latents)"), (s0, "s0 (context states)"), (z_goal, "z_goal (goal latents)"),
+                    (context_actions, "context_actions")):
+        if x is not None:
+            check_finite(x, name)
 
 
 def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
@@ -118,6 +131,10 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+_NAN_PREDICTIONS = ("the world model predicted NaN or inf latents for the {b} action sequences (non-finite weights or "
+                    "activations?); no plan")
 
 
 def rollout_energy(
@@ -153,11 +170,22 @@ def rollout_energy(
         actions = torch.cat([context_actions.to(actions).expand(b, -1, -1), actions], dim=1)
     with autocast(z0.device, dtype):
         z_pred, _ = world_model.rollout(z, s, actions)
-        if energy == "final":
-            e = world_model.energy(z_pred[:, -1:], z_goal)
-        else:
-            e = sum(world_model.energy(z_pred[:, h : h + 1], z_goal) for h in range(z_pred.shape[1]))
+        try:
+            if energy == "final":
+                e = world_model.energy(z_pred[:, -1:], z_goal)
+            else:
+                e = sum(world_model.energy(z_pred[:, h : h + 1], z_goal) for h in range(z_pred.shape[1]))
+        except ValueError as err:  # a world model that checks its energies (WorldModel does) refused them
+            if bool(torch.isfinite(z_pred.detach()).all()):
+                raise
+            raise NonFiniteError(_NAN_PREDICTIONS.format(b=b)) from err
+    bad = ~torch.isfinite(e.detach())
+    if bool(bad.any()):  # a plan is never built on NaN energies (the check costs one pass over [B])
+        if not bool(torch.isfinite(z_pred.detach()).all()):
+            raise NonFiniteError(_NAN_PREDICTIONS.format(b=b))
+        raise NonFiniteError(f"NaN or inf energies for {int(bad.sum())} of {b} action sequences; no plan")
     return e.float()
+
 
 
 def shift_plan(previous: Tensor, initial: Tensor) -> Tensor:

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planners.protocol import Plan, Planner, WorldModelLike
+from planners.common import check_finite
+from planners.protocol import NonFiniteError, Plan, Planner, WorldModelLike
 
 
 @dataclass
@@ -119,12 +120,15 @@ class MPCAgent:
         if isinstance(goal, Tensor) and goal.is_floating_point():
             if goal.ndim != 4 or goal.shape[:2] != (1, 1):
                 raise ValueError(f"a latent goal must be [1, 1, N, D], got {tuple(goal.shape)}")
+            check_finite(goal, "the goal latent")
             return goal
         frames = torch.as_tensor(np.asarray(goal)) if not isinstance(goal, Tensor) else goal
         if frames.dtype != torch.uint8 or frames.ndim != 3 or frames.shape[-1] != 3:
             raise ValueError(f"a goal image must be uint8 [H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
         with torch.no_grad():
-            return self.world_model.encode(frames[None])  # [T=1, H, W, 3] -> [1, 1, N, D]
+            z = self.world_model.encode(frames[None])  # [T=1, H, W, 3] -> [1, 1, N, D]
+        check_finite(z, "the goal image's latent (the encoder's weights?)")
+        return z
 
     def reset(self) -> None:
         """Start a new episode: first phase, empty records, planner warm start cleared, generator re-seeded."""
@@ -163,10 +167,14 @@ class MPCAgent:
         self._steps_in_phase = 0
 
     def act(self, frame: Any, state: Any) -> np.ndarray:
-        """Observed frame uint8 ``[H, W, 3]`` and state ``[7]`` (numpy or torch) -> action float32 ``[7]``."""
+        """Observed frame uint8 ``[H, W, 3]`` and state ``[7]`` (numpy or torch) -> action float32 ``[7]``.
+
+        Raises :class:`~planners.protocol.NonFiniteError` instead of returning an action when a latent, an energy or
+        the plan is not finite (the robot loop then stops the arm)."""
         state_t = torch.as_tensor(np.asarray(state, dtype=np.float32) if not isinstance(state, Tensor) else state)
         if state_t.shape != (7,):
             raise ValueError(f"state must be [7] = [x, y, z, roll, pitch, yaw, g], got shape {tuple(state_t.shape)}")
+        check_finite(state_t, "state")
         frame_t = torch.as_tensor(np.asarray(frame)) if not isinstance(frame, Tensor) else frame
         if frame_t.dtype != torch.uint8 or frame_t.ndim != 3 or frame_t.shape[-1] != 3:
             raise ValueError(f"frame must be uint8 [H, W, 3], got {frame_t.dtype} {tuple(frame_t.shape)}")
@@ -175,6 +183,7 @@ class MPCAgent:
         start = time.perf_counter()
         with torch.no_grad():
             z = self.world_model.encode(frame_t[None])  # [1, 1, N, D]
+            check_finite(z, "the observed frame's latent (the encoder's weights?)")
             frame_energy = float(self.world_model.energy(z, self.goal)[0])
             if self.phase.switch_energy is not None and frame_energy < self.phase.switch_energy:
                 self._next_phase()
@@ -182,6 +191,8 @@ class MPCAgent:
         s0 = state_t.to(device=z.device, dtype=torch.float32).reshape(1, 1, 7)
         plan = self.planner.plan(self.world_model, z, s0, self.goal, generator=self._generator_for(z.device))
         action = plan.actions[0].detach().float().cpu().numpy()
+        if not np.isfinite(action).all() or np.isinf(plan.energy):  # nan energy: the planner did not evaluate it
+            raise NonFiniteError(f"the planner returned a non-finite action {action.tolist()} (energy {plan.energy})")
         latency = time.perf_counter() - start
         self.records.append(StepRecord(action, plan.energy, frame_energy, self.phase_index, latency, plan))
         self.step += 1

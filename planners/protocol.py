@@ -11,6 +11,11 @@ from typing import Any, Protocol, runtime_checkable
 from torch import Tensor
 
 
+class NonFiniteError(ValueError):
+    """A NaN or inf where a planner needs finite numbers (inputs, or the energies the world model predicts): the
+    plan is refused, so no action comes out of it. Usually corrupted weights or a broken camera frame."""
+
+
 @runtime_checkable
 class WorldModelLike(Protocol):
     """The only part of a world model the planners use (``vjepa2_ac.WorldModel`` satisfies it)."""

@@ -202,7 +202,12 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit("--goal is required with a real robot; capture one with "
                          "`vjepa2-ac robot capture-goal --out goal.png`")
     torch.manual_seed(args.seed)
-    world_model = WorldModel.from_pretrained(model_dir, device=args.device)  # before connecting to the robot
+    from vjepa2_ac.model.checkpoint import CheckpointError
+
+    try:
+        world_model = WorldModel.from_pretrained(model_dir, device=args.device)  # before connecting to the robot
+    except (OSError, CheckpointError, ValueError) as err:  # a corrupted file (NaN weights) never reaches the arm
+        raise SystemExit(f"--model: {err}") from None
     driver = _make_driver(args, planning)
     camera = None
     try:

@@ -42,7 +42,8 @@ def strip_official_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tenso
 def check_tensors(expected: Mapping[str, torch.Size], state_dict: Mapping[str, Any], *, what: str,
                   ignore_unexpected: Iterable[str] = (), floating: bool = False) -> None:
     """Raise :class:`CheckpointError` listing missing, unexpected, non-tensor (or, with ``floating``,
-    non-floating-point) and mis-shaped entries of ``state_dict`` against ``expected`` key -> shape."""
+    non-floating-point), mis-shaped and non-finite (NaN / inf) entries of ``state_dict`` against ``expected``
+    key -> shape."""
     ignore = set(ignore_unexpected)
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected) - ignore)
@@ -52,9 +53,12 @@ def check_tensors(expected: Mapping[str, torch.Size], state_dict: Mapping[str, A
                  or (floating and not state_dict[k].is_floating_point()))
     shapes = sorted(f"{k}: expected {tuple(expected[k])}, got {tuple(state_dict[k].shape)}"
                     for k in common if k not in bad and tuple(expected[k]) != tuple(state_dict[k].shape))
+    nonfinite = sorted(k for k in common if k not in bad and isinstance(state_dict[k], Tensor)
+                       and state_dict[k].is_floating_point() and not bool(torch.isfinite(state_dict[k]).all()))
     problems = [f"{label} ({len(items)}): {_preview(items)}" for label, items in (
         ("missing keys", missing), ("unexpected keys", unexpected),
-        ("bad values", [f"{k} is not a {kind}" for k in bad]), ("mis-shaped tensors", shapes)) if items]
+        ("bad values", [f"{k} is not a {kind}" for k in bad]), ("mis-shaped tensors", shapes),
+        ("tensors with NaN or inf (a corrupted file?)", nonfinite)) if items]
     if problems:
         raise CheckpointError(f"{what} does not match the model: " + "; ".join(problems))
 

@@ -195,8 +195,16 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ energy
     def energy(self, z_pred: Tensor, z_goal: Tensor) -> Tensor:
-        """``z_pred [B, 1, N, D]`` vs ``z_goal [B or 1, 1, N, D]`` -> ``[B]``: mean |z_pred - z_goal| (official)."""
-        return latent_l1(z_pred, z_goal)
+        """``z_pred [B, 1, N, D]`` vs ``z_goal [B or 1, 1, N, D]`` -> ``[B]``: mean |z_pred - z_goal| (official).
+
+        ``ValueError`` naming the input when either holds a NaN or inf (checked on the ``[B]`` result, so the
+        check costs nothing when all is finite)."""
+        e = latent_l1(z_pred, z_goal)
+        if not bool(torch.isfinite(e.detach()).all()):
+            _check_finite(z_goal, "z_goal")
+            _check_finite(z_pred, "z_pred")
+            raise ValueError("energy: the L1 distance overflowed to inf")
+        return e
 
     # ------------------------------------------------------------------------------------------------ checks
     def _check_latents(self, z: Tensor, name: str) -> None:
@@ -206,6 +214,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"{name} must be latents [B, T, N={c.tokens_per_frame}, D={c.embed_dim}], got {got}")
         if z.shape[0] == 0 or z.shape[1] == 0:
             raise ValueError(f"{name} must have B >= 1 and T >= 1, got {tuple(z.shape)}")
+        _check_finite(z, name)
 
     @staticmethod
     def _check_poses(x: Tensor, name: str, lead: tuple) -> None:
@@ -401,5 +410,8 @@ def _rows_equal(x: Tensor) -> bool:
 
 
 def _check_finite(x: Tensor, name: str) -> None:
-    if x.is_floating_point() and not torch.isfinite(x).all():
+    """``ValueError`` naming ``name`` when ``x`` holds a NaN or inf (a broadcast view is checked once)."""
+    while x.ndim and x.stride(0) == 0 and x.shape[0] > 1:
+        x = x[:1]
+    if x.is_floating_point() and not bool(torch.isfinite(x.detach()).all()):
         raise ValueError(f"{name} contains NaN or inf")

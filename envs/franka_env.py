@@ -155,7 +155,10 @@ class FrankaEnv(gym.Env):
             raise TypeError(f"unknown FrankaEnv option(s) {unknown}; valid: {sorted(names)}")
         if "image_size" in kwargs:
             size = kwargs["image_size"]
-            kwargs["image_size"] = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
+            sizes = (size, size) if np.isscalar(size) else tuple(size)
+            if len(sizes) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sizes):
+                raise ValueError(f"image_size must be an int or (height, width) ints, got {size!r}")
+            kwargs["image_size"] = tuple(int(s) for s in sizes)
         self.cfg = cfg = FrankaEnvConfig(**kwargs)
         cfg.validate()
         if render_mode not in (None, "rgb_array"):

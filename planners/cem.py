@@ -55,6 +55,9 @@ class CEMConfig(SearchConfig):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         _positive(gripper_std=self.gripper_std)
+        for name in ("xyz_std", "rotation_std"):
+            if getattr(self, name) is not None:
+                _positive(**{name: getattr(self, name)})
 
     @classmethod
     def official(cls, **overrides) -> CEMConfig:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -14,6 +16,31 @@ from planners.protocol import NonFiniteError, WorldModelLike
 
 EnergyOn = Literal["final", "sum"]
 _AUTOCAST_DTYPES = (None, "auto", torch.float32, torch.bfloat16, torch.float16)
+
+
+_NUMBER_TYPES = {"int": (numbers.Integral,), "float": (numbers.Real,), "bool": (bool, np.bool_)}
+
+
+def _check_types(config: object) -> None:
+    """``ValueError`` naming the field when a config field annotated ``int`` / ``float`` / ``bool`` (optionally
+    ``| None``) gets another type (``samples=16.5``, ``horizon="2"``, ``iterations=True``) or a float field a NaN."""
+    import math
+    from dataclasses import fields
+
+    for f in fields(config):
+        kind, optional = str(f.type).replace(" ", ""), False
+        if kind.endswith("|None"):
+            kind, optional = kind.removesuffix("|None"), True
+        if kind not in _NUMBER_TYPES:
+            continue
+        value = getattr(config, f.name)
+        if value is None and optional:
+            continue
+        ok = isinstance(value, _NUMBER_TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
+        if not ok or (kind == "float" and not math.isfinite(value)):
+            expected = {"int": "an int", "float": "a finite number", "bool": "true or false"}[kind]
+            raise ValueError(f"{type(config).__name__}.{f.name} must be {expected}{' or None' if optional else ''}, "
+                            f"got {value!r}")
 
 
 @dataclass
@@ -48,6 +75,7 @@ class SearchConfig:
     rescore: int = 0
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {self.horizon}")
         if self.energy not in ("final", "sum"):

@@ -14,10 +14,18 @@ import numpy as np
 import pytest
 
 from vjepa2_ac.data import EpisodeFile, load_episode, load_index
-from vjepa2_ac.data.collect import CollectConfig, collect, episode_path, episode_policy, episode_seed
+from vjepa2_ac.data.collect import (
+    CollectConfig,
+    CollectError,
+    collect,
+    episode_path,
+    episode_policy,
+    episode_seed,
+)
 
 MODULE = __name__  # importable by this name (spawned workers inherit sys.path)
 FAKE_ID = "FakeReach-v0"
+FAIL_SEEDS: set[int] = set()  # episodes reset with one of these seeds fail at their second step (monkeypatched)
 
 
 class FakeReachEnv(gym.Env):
@@ -50,10 +58,11 @@ class FakeReachEnv(gym.Env):
         self.goal = self.np_random.uniform(-0.1, 0.1, 3)
         self.t = 0
         self.resets += 1
+        self.seed = seed
         return self._obs(), {"is_success": False}
 
     def step(self, action):
-        if self.resets - 1 == self.fail_in_episode and self.t == 1:  # second step of that episode
+        if (self.resets - 1 == self.fail_in_episode or self.seed in FAIL_SEEDS) and self.t == 1:  # second step
             raise RuntimeError("injected failure")
         time.sleep(self.step_delay)
         self.pos[:3] += np.asarray(action[:3], dtype=np.float64)
@@ -120,6 +129,8 @@ def test_config_validation():
         CollectConfig(seed=-1)
     with pytest.raises(ValueError, match="expert_fn"):
         CollectConfig(expert_fn="envs.scripted_expert")
+    with pytest.raises(CollectError, match="episodes must be >= 1, got 0"):
+        CollectConfig(episodes=0)
 
 
 def test_resume_skips_existing_and_rewrites_corrupt(tmp_path):
@@ -134,9 +145,11 @@ def test_resume_skips_existing_and_rewrites_corrupt(tmp_path):
     assert len(load_index(tmp_path)) == 5
 
 
-def test_injected_exception_mid_episode_leaves_saved_files_readable_and_resumes(tmp_path):
+def test_injected_exception_mid_episode_leaves_saved_files_readable_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(f"{MODULE}.FAIL_SEEDS", {episode_seed(0, 2)})  # not an env kwarg: resuming keeps the settings
     with pytest.raises(RuntimeError, match="injected"):
-        collect(config(tmp_path, episodes=4, policy="expert", env_kwargs={"fail_in_episode": 2}), progress=False)
+        collect(config(tmp_path, episodes=4, policy="expert"), progress=False)
+    monkeypatch.setattr(f"{MODULE}.FAIL_SEEDS", set())
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["collect_config.json", "episode_000000.h5", "episode_000001.h5"]  # no partial file left
     reference = load_episode(episode_path(tmp_path, 1))
@@ -184,7 +197,7 @@ def test_sigkill_during_collection_then_resume(tmp_path):
             assert ep.num_steps == 21
     assert list(out.glob(".*.partial"))  # the killed writer's temp file is there...
     n = len(written)
-    kwargs = {"episode_steps": 20, "terminate_on_success": False}
+    kwargs = {"step_delay": 0.01, "episode_steps": 20, "terminate_on_success": False}  # the same settings
     summary = collect(config(out, episodes=n + 2, policy="expert", env_kwargs=kwargs), progress=False)
     assert summary.skipped == n and summary.written == 2
     assert not list(out.glob(".*.partial"))  # ...and the next run removed it
@@ -206,6 +219,94 @@ def test_cli_module(tmp_path, capsys):
     bad = parser.parse_args(["--episodes", "1", "--out", str(tmp_path), "--env-kwargs", "[1]"])
     with pytest.raises(SystemExit, match="JSON object"):
         command.run(bad)
+
+
+def test_resume_with_other_settings_is_refused_naming_each_difference(tmp_path):
+    collect(config(tmp_path, episodes=1, policy="expert"), progress=False)
+    stored = (tmp_path / "collect_config.json").read_bytes()
+    other = config(tmp_path, episodes=2, policy="random", image_size=24, camera="side", seed=5,
+                   env_kwargs={"episode_steps": 3})
+    with pytest.raises(CollectError) as info:
+        collect(other, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and "refusing to mix" in message
+    for part in ("image_size: stored 16, new 24", "policy: stored 'expert', new 'random'",
+                 "camera: stored None, new 'side'", "seed: stored 0, new 5",
+                 "env_kwargs: stored {}, new {'episode_steps': 3}"):
+        assert part in message
+    assert "episodes:" not in message and "workers" not in message  # not data settings
+    assert (tmp_path / "collect_config.json").read_bytes() == stored  # never overwritten by a refused run
+    assert sorted(p.name for p in tmp_path.glob("*.h5")) == ["episode_000000.h5"]
+    # what does not change the data may differ: more episodes, workers, compression, noise the expert never reads
+    summary = collect(config(tmp_path, episodes=2, policy="expert", workers=2, compression=None, noise=0.5),
+                      progress=False)
+    assert summary.skipped == 1 and summary.written == 1
+
+
+def test_stored_config_missing_field_or_unreadable_is_refused(tmp_path):
+    collect(config(tmp_path, episodes=1), progress=False)
+    path = tmp_path / "collect_config.json"
+    path.write_text(path.read_text().replace('"max_steps"', '"old_name"'))
+    with pytest.raises(CollectError, match=r"max_steps: stored \(not recorded\), new None"):
+        collect(config(tmp_path, episodes=2), progress=False)
+    path.write_text("{not json")
+    with pytest.raises(CollectError, match="cannot read .*collect_config.json"):
+        collect(config(tmp_path, episodes=2), progress=False)
+    assert path.read_text() == "{not json"
+
+
+def test_dataset_without_stored_config_is_refused(tmp_path):
+    collect(config(tmp_path, episodes=1), progress=False)
+    (tmp_path / "collect_config.json").unlink()
+    with pytest.raises(CollectError, match="1 episode file.* but no collect_config.json"):
+        collect(config(tmp_path, episodes=2), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["episode_000000.h5"]
+    collect(config(tmp_path / "empty", episodes=1), progress=False)  # an existing directory without episodes is fine
+
+
+def broken_expert(env, noise=0.0, seed=None):
+    raise RuntimeError("broken expert")
+
+
+def test_failed_collect_removes_the_directory_it_created(tmp_path):
+    out = tmp_path / "new" / "ds"
+    with pytest.raises(RuntimeError, match="broken expert"):
+        collect(config(out, episodes=1, policy="expert", expert_fn=f"{MODULE}:broken_expert"), progress=False)
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(RuntimeError, match="broken expert"):
+        collect(config(existing, episodes=1, policy="expert", expert_fn=f"{MODULE}:broken_expert"), progress=False)
+    assert existing.is_dir() and not list(existing.iterdir())  # kept (not ours), but no stale settings left in it
+
+
+def test_cli_errors_are_one_line_and_leave_no_directory(tmp_path):
+    import argparse
+
+    from vjepa2_ac.commands import collect as command
+
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+
+    def fails(*argv, match):
+        args = parser.parse_args(["--out", str(tmp_path / "ds"), "--no-progress", "--image-size", "16", *argv])
+        with pytest.raises(SystemExit, match=match) as info:
+            command.run(args)
+        message = str(info.value.code)
+        assert message.startswith("collect: ") and "\n" not in message
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+        return message
+
+    message = fails("--env", "vjepa2ac/FrankaPick-v0", "--episodes", "1", match="unknown env 'vjepa2ac/FrankaPick-v0'")
+    assert "vjepa2ac/FrankaPickPlace-v0" in message and "vjepa2ac/FrankaReach-v0" in message
+    fails("--env", f"{MODULE}:NoSuchEnv-v0", "--episodes", "1", match="unknown env")
+    fails("--env", "no_such_module_xyz:Env-v0", "--episodes", "1", match="unknown env")
+    fails("--env", f"{MODULE}:{FAKE_ID}", "--episodes", "0", match="episodes must be >= 1, got 0")
+    fails("--env", f"{MODULE}:{FAKE_ID}", "--episodes", "1", "--env-kwargs", "{", match="JSON object")
+    assert not (tmp_path / "ds").exists()
+    ok = ["--env", f"{MODULE}:{FAKE_ID}", "--policy", "random", "--episodes", "1"]
+    assert command.run(parser.parse_args(["--out", str(tmp_path / "ds"), "--no-progress", "--image-size", "16", *ok])) == 0
+    fails(*ok, "--image-size", "24", match="image_size: stored 16, new 24")
 
 
 def test_collect_real_env_pick_place(tmp_path):

@@ -330,3 +330,78 @@ def test_load_recorded_cells_reads_an_eval_json_back(tmp_path):
         load_recorded_cells(path, "pick-place")
     with pytest.raises(ValueError, match="task"):
         load_recorded_cells(path, "fly")
+
+
+# ---------------------------------------------------------------------------------------------- nothing finished is lost
+def test_eval_checks_its_output_seeds_and_every_phase_before_running(tiny_model_dir, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("vjepa2_ac.eval.suite.run_episode", lambda *a, **k: calls.append(a))
+    base = ["--model", str(tiny_model_dir), "--task", "reach", "--episodes", "1", "--no-progress"]
+    with pytest.raises(SystemExit, match="--json: .* is a directory"):
+        run_command("eval", [*base, "--json", str(tmp_path)])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match="--json: cannot write"):
+        run_command("eval", [*base, "--json", str(tmp_path / "file" / "out.json")])
+    with pytest.raises(SystemExit, match="--seed must be >= 0"):
+        run_command("eval", [*base, "--seed", "-5"])
+    with pytest.raises(SystemExit, match="--resume needs --json"):
+        run_command("eval", [*base, "--resume"])
+    bad = PlanningConfig.from_dict({**TINY_PLANNING.to_dict(), "tasks": {"pick-place": {"max_steps": 3, "phases": [
+        {"goal": "grasped", "steps": 1}, {"goal": "placed", "planner": {"sample": 3}}]}}})
+    bad.save(tmp_path / "bad.json")
+    with pytest.raises(SystemExit, match=r"task 'pick-place', phase 1: unknown CEMConfig field\(s\) \['sample'\]"):
+        run_command("eval", [*base, "--task", "reach", "pick-place", "--planning", str(tmp_path / "bad.json"),
+                             "--json", str(tmp_path / "e.json")])
+    assert calls == []  # nothing ran: the second task's bad setting was found first
+
+
+def test_eval_saves_each_episode_and_resumes_with_identical_results(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from vjepa2_ac.commands.eval import episodes_path
+
+    path = tmp_path / "eval.json"
+    argv = ["--model", str(tiny_model_dir), "--task", "reach", "--episodes", "3", "--seed", "7", "--json", str(path),
+            "--no-progress"]
+    assert run_command("eval", argv) == 0
+    full = json.loads(path.read_text())
+    lines = episodes_path(path).read_text().splitlines()
+    assert len(lines) == 3 and [json.loads(x)["seed"] for x in lines] == [7, 8, 9]
+    # a crash during the third episode: two records kept, one line cut short, the cell never written
+    episodes_path(path).write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2][:40] + "\n")
+    path.write_text(json.dumps({**full, "cells": []}))
+    import vjepa2_ac.eval.suite as evaluate_module
+
+    ran = []
+    real = evaluate_module.run_episode
+    monkeypatch.setattr(evaluate_module, "run_episode", lambda *a, **k: ran.append(k["seed"]) or real(*a, **k))
+    assert run_command("eval", [*argv, "--resume"]) == 0
+    assert ran == [9] and "resuming: 2 finished episodes" in capsys.readouterr().out
+    resumed = json.loads(path.read_text())["cells"][0]
+    for key in ("successes", "episodes", "seeds", "mean_final_distance"):
+        assert resumed[key] == full["cells"][0][key]
+    assert [e["actions"] for e in resumed["episode_results"]] == [e["actions"] for e in full["cells"][0]["episode_results"]]
+    # another planning file is another evaluation: refused
+    other = PlanningConfig.from_dict({**TINY_PLANNING.to_dict(), "stop_on_success": False})
+    other.save(tmp_path / "other.json")
+    with pytest.raises(SystemExit, match="--resume: .* another planning"):
+        run_command("eval", [*argv, "--resume", "--planning", str(tmp_path / "other.json")])
+
+
+def test_eval_ctrl_c_ends_with_one_line_and_keeps_finished_episodes(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import vjepa2_ac.eval.suite as evaluate_module
+    from vjepa2_ac.commands.eval import episodes_path
+
+    real, count = evaluate_module.run_episode, []
+
+    def interrupted(*a, **k):
+        count.append(1)
+        if len(count) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(evaluate_module, "run_episode", interrupted)
+    path = tmp_path / "eval.json"
+    rc = run_command("eval", ["--model", str(tiny_model_dir), "--task", "reach", "--episodes", "3", "--json",
+                              str(path), "--no-progress"])
+    assert rc == 130
+    assert "interrupted" in capsys.readouterr().err and len(episodes_path(path).read_text().splitlines()) == 1
+    assert json.loads(path.read_text())["planning"] == TINY_PLANNING.to_dict()  # the header says what ran

@@ -224,6 +224,51 @@ def test_panda_py_driver_call_sequence(monkeypatch):
     assert log[3][1] == pytest.approx(0.08 * (1 - 0.75))
 
 
+# ---------------------------------------------------------------------------------------------- missing backends
+BACKENDS = [("FrankyDriver", "franky", "franky", "franky-control"),
+            ("PandaPyDriver", "panda_py", "panda-py", "panda-python")]
+
+
+def assert_one_error(error: BaseException) -> None:
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__), repr(error)
+
+
+@pytest.mark.parametrize(("cls", "module", "extra", "package"), BACKENDS)
+def test_missing_backend_is_one_error_naming_the_extra(monkeypatch, cls, module, extra, package):
+    import envs.robot
+
+    monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like to import
+    message = f"{module} is not installed: pip install 'vjepa2-ac[{extra}]' (or pip install {package})"
+    with pytest.raises(ImportError) as info:
+        getattr(envs.robot, cls)("10.0.0.2").connect()
+    assert str(info.value) == message
+    assert_one_error(info.value)
+    # Through the safety layer too: the same single ImportError, not a RobotFault chained to it.
+    robot = SafeDriver(getattr(envs.robot, cls)("10.0.0.2"), SafetyLimits(), handle_signals=False)
+    with pytest.raises(ImportError) as info, robot:
+        pass
+    assert type(info.value) is ImportError and str(info.value) == message
+    assert_one_error(info.value)
+    assert robot.faulted and robot.log[-1]["event"] == "close"
+
+
+def test_broken_backend_install_is_not_called_missing(monkeypatch):
+    from envs.robot import FrankyDriver, driver
+
+    real_import = driver.importlib.import_module
+
+    def import_module(name, *args):
+        if name == "franky":
+            raise ModuleNotFoundError("No module named 'pinocchio'", name="pinocchio")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(driver.importlib, "import_module", import_module)
+    with pytest.raises(ImportError, match=r"^franky is installed but does not import \(ModuleNotFoundError: No "
+                                          r"module named 'pinocchio'\); reinstall it: pip install "
+                                          r"'vjepa2-ac\[franky\]'"):
+        FrankyDriver("10.0.0.2").connect()
+
+
 # ---------------------------------------------------------------------------------------------- cameras
 def fake_realsense(log: list, numbers: list[int]) -> types.ModuleType:
     rs = types.ModuleType("pyrealsense2")

@@ -351,7 +351,7 @@ def test_cli_run_rejects_unusable_planning_input(tiny_model_with_planning, tmp_p
         cli([*base, "--task", "pick-place", "--goal", str(goal)])  # a bare image is the final goal only
     with pytest.raises(SystemExit, match="goal 'final' given twice"):
         cli([*base, "--goal", str(goal), f"final={goal}"])
-    with pytest.raises(SystemExit, match="image not found"):
+    with pytest.raises(SystemExit, match="--goal: image not found"):
         cli([*base, "--goal", f"final={tmp_path / 'nope.png'}"])
     with pytest.raises(SystemExit, match="--planning: planning config not found"):
         cli([*base, "--goal", str(goal), "--planning", str(tmp_path / "missing.json")])
@@ -373,3 +373,40 @@ def test_sim_driver_composite_view_has_no_pinhole_intrinsics():
         assert driver.read().image.shape == (32, 32, 3)
     finally:
         driver.close()
+
+
+def test_cli_refuses_a_goal_that_is_not_an_image_and_a_negative_warmup(tiny_model_with_planning, tmp_path):
+    not_image = tmp_path / "goal.png"
+    not_image.write_text("hello")
+    with pytest.raises(SystemExit, match="--goal: cannot read .*goal.png as an image"):
+        cli(["run", "--driver", "sim", "--image-size", "32", "--model", str(tiny_model_with_planning), "--goal",
+             str(not_image), "--dry-run", "--no-record", "--out", str(tmp_path / "runs")])
+    with pytest.raises(SystemExit, match="--warmup must be >= 0"):
+        cli(["capture-goal", "--driver", "sim", "--warmup", "-3", "--out", str(tmp_path / "g.png")])
+
+
+def test_cli_names_a_missing_backend_package_and_a_bad_limits_file_before_loading(tiny_model_with_planning, tmp_path,
+                                                                                   monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_realsense(name, *a, **k):
+        if name == "pyrealsense2":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", no_realsense)
+    loaded = []
+    monkeypatch.setattr("vjepa2_ac.WorldModel.from_pretrained", lambda *a, **k: loaded.append(1))
+    goal = tmp_path / "g.png"
+    assert cli(["capture-goal", "--driver", "sim", "--sim-goal", "--image-size", "32", "--out", str(goal)]) == 0
+    base = ["run", "--driver", "franky", "--host", "192.0.2.1", "--model", str(tiny_model_with_planning), "--goal",
+            str(goal), "--out", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit, match=r"--camera realsense: pyrealsense2 is not installed: pip install "
+                                         r"'vjepa2-ac\[realsense\]'"):
+        cli(base)
+    with pytest.raises(SystemExit, match="--limits: .*nope.yaml"):
+        cli([*base, "--limits", str(tmp_path / "nope.yaml")])
+    assert loaded == []  # refused before the model loaded
+

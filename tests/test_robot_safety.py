@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +20,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from envs.robot.driver import RobotFault, StateError, UnsafeCommandError, WatchdogTimeout
+from envs.robot.driver import RobotFault, StateError, UnsafeCommandError, WatchdogTimeout, now
 from envs.robot.poses import apply_delta, state_from_pose, state_to_pose
-from envs.robot.safety import DEFAULT_LIMITS_PATH, SafeDriver, SafetyLimits, check_command
+from envs.robot.safety import (
+    DEFAULT_LIMITS_PATH,
+    FRAME_CLOCK_TOLERANCE_S,
+    SafeDriver,
+    SafetyLimits,
+    check_command,
+)
 from envs.robot.testing import HOME_STATE, FakeCamera, FakeDriver
 
 LIMITS = SafetyLimits()
 FAST = SafetyLimits(move_timeout_s=0.3, state_timeout_s=0.2, camera_timeout_s=0.2, max_frame_age_s=0.2)
+
+
+def assert_one_error(error: BaseException) -> None:
+    """A traceback shows ``error`` alone: nothing chained as its cause or (unsuppressed) context."""
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__), repr(error)
 
 
 def safe(driver: FakeDriver | None = None, limits: SafetyLimits = FAST, **kw) -> SafeDriver:
@@ -57,13 +70,29 @@ def test_limits_yaml_round_trip_and_partial(tmp_path: Path):
         ("workspace_low: [0, 0]\n", "workspace_low"),
         ("workspace_low: [0.9, -0.5, 0.0]\n", "workspace_low.*must be <"),
         ("- 1\n- 2\n", "mapping"),
+        ("max_rotaton: 0.2\n", r"'max_rotaton'.*did you mean 'max_rotaton' -> 'max_rotation'.*valid keys: \[.*"
+                                r"'workspace_low'"),
+        ("1: 2\nmax_speed: 1\n", r"unknown safety limit\(s\) \['1', 'max_speed'\]"),
+        ("min_height: low\n", "min_height: expected a number"),
+        ("max_rotation: [0.1\n", "not valid YAML"),
     ],
 )
 def test_bad_limits_file_names_the_field(tmp_path: Path, text: str, match: str):
     path = tmp_path / "limits.yaml"
     path.write_text(text)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match) as info:
         SafetyLimits.from_yaml(path)
+    message = str(info.value)
+    assert message.startswith(f"safety limits file {path}: ") and "\n" not in message
+    assert_one_error(info.value)
+
+
+def test_missing_limits_file_is_one_error_naming_the_file(tmp_path: Path):
+    path = tmp_path / "nope" / "limits.yaml"
+    with pytest.raises(FileNotFoundError, match="safety limits file .*limits.yaml: no such file") as info:
+        SafetyLimits.from_yaml(path)
+    assert str(DEFAULT_LIMITS_PATH) in str(info.value)
+    assert_one_error(info.value)
 
 
 # ---------------------------------------------------------------------------------------------- check_command
@@ -77,11 +106,32 @@ def test_bad_limits_file_names_the_field(tmp_path: Path, text: str, match: str):
         ([np.nan, 0, 0, 0, 0, 0, 0], r"non-finite.*index \[0\]"),
         ([0, 0, 0, np.inf, 0, 0, 0], r"non-finite.*index \[3\]"),
         (None, "delta"),
+        # Only real numbers: nothing below may become a motion (np.array(x, float) would convert each of them).
+        ([True] * 7, r"real numbers .*got bool at index 0, bool at index 1"),
+        ([0.01, 0, 0, 0, 0, 0, True], "bool at index 6"),
+        (np.ones(7, dtype=bool), r"an array of booleans \(dtype bool\)"),
+        (np.full(7, 0.01 + 0.5j), r"an array of complex numbers \(dtype complex128\)"),
+        (np.zeros(7, dtype=complex), "complex numbers"),  # even with no imaginary part
+        ([0.01 + 0.5j, 0, 0, 0, 0, 0, 0], "complex at index 0"),
+        (["0.01"] * 7, "str at index 0"),
+        (np.array(["0.01"] * 7), "an array of strings"),
+        (np.array([Decimal("0.01")] * 7, dtype=object), "Decimal at index 0"),
+        ([0, 0, 0, 0, 0, 0, [0.1]], "list at index 6"),
+        (np.float64(0.01), r"expected 7 real numbers .*got float64"),
     ],
 )
 def test_malformed_commands_are_refused(delta, match):
     with pytest.raises(UnsafeCommandError, match=match):
         check_command(delta, HOME_STATE, LIMITS)
+
+
+def test_real_number_types_are_accepted():
+    expected = np.array([0.01, 0.0, 0.02, 0.0, 0.0, 0.1, 0.5])
+    for delta in (expected.astype(np.float32), expected.tolist(), [np.float32(v) for v in expected],
+                  [np.array(v) for v in expected], [Fraction(1, 100), 0, np.int64(0), 0, 0, 0.1, 0.5]):
+        np.testing.assert_allclose(check_command(delta, HOME_STATE, LIMITS).delta[[0, 5, 6]], [0.01, 0.1, 0.5],
+                                   rtol=1e-6)
+    assert check_command(np.arange(7, dtype=np.int8) * 0, HOME_STATE, LIMITS).delta.dtype == np.float64
 
 
 def test_small_command_passes_unchanged():
@@ -208,6 +258,42 @@ def test_refused_command_stops_and_moves_nothing():
         assert robot.log[-2]["event"] == "refused"
 
 
+@pytest.mark.parametrize("delta", [[True] * 7, np.full(7, 0.01 + 0.01j), ["0.01"] * 7], ids=["bool", "complex", "str"])
+def test_non_real_command_moves_nothing(tmp_path: Path, delta):
+    driver = FakeDriver()
+    with safe(driver, log_path=tmp_path / "log.jsonl") as robot:
+        with pytest.raises(UnsafeCommandError, match="expected 7 real numbers"):
+            robot.move(delta)
+        assert "move" not in driver.call_names() and "stop" in driver.call_names()
+    np.testing.assert_array_equal(driver.state, HOME_STATE)
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("refused") == 1  # the log can hold what was refused
+
+
+class OddStateDriver(FakeDriver):
+    def __init__(self, odd) -> None:
+        super().__init__()
+        self.odd = odd
+
+    def get_state(self):
+        super().get_state()
+        return self.odd
+
+
+@pytest.mark.parametrize(("odd", "match"), [
+    (HOME_STATE.astype(complex), "an array of complex numbers"),
+    ([True] * 7, "bool at index 0"),
+    (HOME_STATE[:6], r"expected shape \[7\] \[x, y, z, roll, pitch, yaw, g\], got shape \[6\]"),
+])
+def test_non_real_state_is_a_fault(odd, match):
+    driver = OddStateDriver(odd)
+    with safe(driver) as robot:
+        with pytest.raises(StateError, match=f"driver.get_state\\(\\): .*{match}"):
+            robot.move([0.01, 0, 0, 0, 0, 0, 0])
+        assert "move" not in driver.call_names() and robot.faulted
+        assert_stopped_after(driver, "get_state")
+
+
 def test_driver_exception_mid_move_stops_and_latches():
     driver = FakeDriver()
     with safe(driver) as robot:
@@ -271,6 +357,10 @@ def test_commanded_motion_is_not_a_jump():
         ("lag", WatchdogTimeout, r"stale camera frame: 3\d\d ms old \(max 200 ms\)"),  # 300 ms + the read's own time
         ("hang", WatchdogTimeout, "camera.read\\(\\) did not return within 0.2 s"),
         ("raise", RobotFault, "camera.read\\(\\) raised RuntimeError: usb gone"),
+        ("future", WatchdogTimeout, r"camera frame from the future: .* is \d+ ms after now .*not time.monotonic"),
+        ("wall_clock", WatchdogTimeout, "camera frame from the future"),  # a time.time() stamp
+        ("nan_stamp", RobotFault, "malformed frame: timestamp: expected finite"),
+        ("inf_stamp", RobotFault, "malformed frame: timestamp: expected finite"),
     ],
 )
 def test_camera_faults_stop_the_robot(fault, err, match):
@@ -284,6 +374,9 @@ def test_camera_faults_stop_the_robot(fault, err, match):
             camera.lag_s = 0.3
         elif fault == "hang":
             camera.hang_s = 1.0
+        elif fault in ("future", "wall_clock", "nan_stamp", "inf_stamp"):  # FakeCamera stamps now() - lag_s
+            camera.lag_s = {"future": -0.5, "wall_clock": now() - time.time(), "nan_stamp": np.nan,
+                            "inf_stamp": -np.inf}[fault]
         else:
             camera.raise_error = RuntimeError("usb gone")
         t0 = time.perf_counter()
@@ -293,6 +386,15 @@ def test_camera_faults_stop_the_robot(fault, err, match):
         with pytest.raises(RobotFault):
             robot.move([0.01, 0, 0, 0, 0, 0, 0])
         assert "move" not in driver.call_names()
+
+
+def test_frame_within_clock_tolerance_is_accepted():
+    camera = FakeCamera()
+    camera.lag_s = -FRAME_CLOCK_TOLERANCE_S / 2  # stamped a little after now(): clock granularity, not a fault
+    with safe(camera=camera) as robot:
+        robot.read_frame()
+        robot.read_frame()
+        assert not robot.faulted
 
 
 def test_dry_run_moves_nothing_but_logs():

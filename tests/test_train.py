@@ -3,6 +3,7 @@ cache, fine-tuning init, and torchrun (2 processes, gloo) == 1 process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -476,3 +477,117 @@ def test_torchrun_two_processes_equal_one(dataset, encoder_dir, tmp_path):
         for key in ("loss", "val_loss"):
             if key in x:
                 assert x[key] == pytest.approx(y[key], abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------- fail safe
+@contextlib.contextmanager
+def interrupted_at_first_checkpoint(monkeypatch):
+    """The training run inside is killed (``KeyboardInterrupt``) right after writing its first checkpoint."""
+    real_save = ac_trainer.save_checkpoint
+
+    def save_then_die(path, payload):
+        real_save(path, payload)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ac_trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(ac_trainer, "save_checkpoint", real_save)
+
+
+def test_resume_of_an_init_run_restores_init_and_data(dataset, encoder_dir, tmp_path, monkeypatch):
+    """A run started with --init (no encoder in its config) resumes with nothing but --resume, bit-exactly; a
+    different --init / --data / config on resume is refused naming the setting and both values."""
+    first = train(small_config(encoder_dir, total_steps=1, warmup_steps=0, anneal_steps=0, ckpt_every=0),
+                  [dataset], tmp_path / "first", progress=False)
+    cfg = small_config(None, total_steps=4, warmup_steps=0, anneal_steps=0, ckpt_every=2)
+    full = train(cfg, [dataset], tmp_path / "full", init=str(first), progress=False)
+    with interrupted_at_first_checkpoint(monkeypatch):
+        train(cfg, [dataset], tmp_path / "cut", init=str(first), progress=False)
+    assert TrainConfig.from_yaml(tmp_path / "cut" / "config.yaml").init == str(first)
+    with pytest.raises(ValueError, match=r"--init differs .*run: '.*first/model', given: '.*full/model'"):
+        train(None, None, tmp_path / "cut", resume=True, init=str(full), progress=False)
+    with pytest.raises(ValueError, match=r"--data differs .*first"):
+        train(None, [tmp_path / "first"], tmp_path / "cut", resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"lr \(run: 0.001, given: 0.005\)"):
+        train(small_config(None, total_steps=4, warmup_steps=0, anneal_steps=0, ckpt_every=2, lr=5e-3), None,
+              tmp_path / "cut", resume=True, progress=False)
+    # the original config (init: null) and --init may be given again
+    resumed = train(cfg, [dataset], tmp_path / "cut", resume=True, init=str(first), progress=False)
+    a, b = predictor_weights(full), predictor_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def run_cli(module, argv: list[str]) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser()
+    module.configure(p)
+    return module.run(p.parse_args([str(a) for a in argv]))
+
+
+def test_cli_resume_needs_only_out(dataset, encoder_dir, tmp_path, monkeypatch):
+    from vjepa2_ac.commands import train as train_cmd
+
+    small_config(encoder_dir, total_steps=2, warmup_steps=0, anneal_steps=0, ckpt_every=1).to_yaml(tmp_path / "c.yaml")
+    with interrupted_at_first_checkpoint(monkeypatch):
+        run_cli(train_cmd, ["--data", dataset, "--config", tmp_path / "c.yaml", "--out", tmp_path / "run",
+                            "--no-progress"])
+    with pytest.raises(SystemExit, match=r"^train: --resume: --init differs from the run's \(run: None, given: 'x'\)$"):
+        run_cli(train_cmd, ["--out", tmp_path / "run", "--resume", "--init", "x", "--no-progress"])
+    assert run_cli(train_cmd, ["--out", tmp_path / "run", "--resume", "--no-progress"]) == 0
+    assert (tmp_path / "run" / "model" / "predictor.safetensors").is_file()
+
+
+def test_cli_user_errors_are_one_line_and_leave_no_empty_out(dataset, encoder_dir, tmp_path):
+    from vjepa2_ac.commands import encode_dataset as encode_cmd
+    from vjepa2_ac.commands import pretrain_encoder as pretrain_cmd
+    from vjepa2_ac.commands import train as train_cmd
+
+    good = small_config(encoder_dir, total_steps=2, warmup_steps=0, anneal_steps=0)
+    good.to_yaml(tmp_path / "good.yaml")
+    (tmp_path / "unknown.yaml").write_text("batch_sise: 3\n")
+    (tmp_path / "bad_value.yaml").write_text("batch_size: -1\n")
+    (tmp_path / "not_yaml.yaml").write_text("batch_size: [1\n")
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "new" / "run"
+    cases = [
+        (["--data", tmp_path / "missing", "--config", tmp_path / "good.yaml"], r"--data .*missing: no such file"),
+        (["--data", dataset, "--val-data", tmp_path / "gone", "--config", tmp_path / "good.yaml"], r"--val-data .*gone"),
+        (["--data", dataset, "--config", tmp_path / "nope.yaml"], r"--config .*nope.yaml: no such file"),
+        (["--data", dataset, "--config", tmp_path / "unknown.yaml"], r"--config .*unknown.yaml: .*batch_sise"),
+        (["--data", dataset, "--config", tmp_path / "bad_value.yaml"], r"--config .*bad_value.yaml: .*batch_size"),
+        (["--data", dataset, "--config", tmp_path / "not_yaml.yaml"], r"--config .*not_yaml.yaml: "),
+        (["--data", dataset, "--config", tmp_path / "good.yaml", "--set", "lr=-1"], r"--set: .*lr"),
+        (["--data", dataset, "--config", tmp_path / "good.yaml", "--init", tmp_path / "no_model"],
+         r"--init .*no_model"),
+        (["--data", dataset, "--config", tmp_path / "good.yaml", "--set", "batch_size=6", "--set",
+          "grad_accum_steps=4"], r".*divisible"),  # fails inside train(), after --out was created
+        (["--config", tmp_path / "good.yaml"], r"--data is required"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit, match=rf"^train: {message}") as err:
+            run_cli(train_cmd, [*argv, "--out", out, "--no-progress"])
+        assert "\n" not in str(err.value.code), argv
+        assert not (tmp_path / "new").exists(), argv  # nothing created, or removed again
+    with pytest.raises(SystemExit, match=r"^train: --out .*a_file/run: not writable"):
+        run_cli(train_cmd, ["--data", dataset, "--config", tmp_path / "good.yaml", "--out", tmp_path / "a_file" / "run"])
+    with pytest.raises(SystemExit, match=r"^train: --out .*a_file: not a directory"):
+        run_cli(train_cmd, ["--data", dataset, "--config", tmp_path / "good.yaml", "--out", tmp_path / "a_file"])
+    # an existing --out is never removed
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(SystemExit, match="divisible"):
+        run_cli(train_cmd, ["--data", dataset, "--config", tmp_path / "good.yaml", "--out", tmp_path / "kept",
+                            "--set", "batch_size=6", "--set", "grad_accum_steps=4"])
+    assert (tmp_path / "kept").is_dir()
+
+    with pytest.raises(SystemExit, match=r"^encode-dataset: --encoder .*no_encoder"):
+        run_cli(encode_cmd, ["--data", dataset, "--encoder", tmp_path / "no_encoder", "--out", out])
+    with pytest.raises(SystemExit, match=r"^encode-dataset: --data .*missing: no such file"):
+        run_cli(encode_cmd, ["--data", tmp_path / "missing", "--encoder", encoder_dir, "--out", out])
+    with pytest.raises(SystemExit, match=r"^pretrain-encoder: --config .*unknown.yaml: .*batch_sise"):
+        run_cli(pretrain_cmd, ["--data", dataset, "--config", tmp_path / "unknown.yaml", "--out", out])
+    (tmp_path / "pre.yaml").write_text("batch_size: 6\ngrad_accum_steps: 4\ntotal_steps: 2\n")
+    with pytest.raises(SystemExit, match=r"^pretrain-encoder: .*divisible"):
+        run_cli(pretrain_cmd, ["--data", dataset, "--config", tmp_path / "pre.yaml", "--out", out, "--no-progress"])
+    assert not (tmp_path / "new").exists()

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="vjepa2-ac", description="Robot planning with the V-JEPA 2-AC world model.")
     parser.add_argument("--version", action="version", version=f"vjepa2-ac {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"vjepa2_ac.commands.{module_name}")
@@ -46,7 +48,41 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_module", None) is None:
         parser.print_help()
         return 2
-    return int(args._module.run(args) or 0)
+    try:
+        return int(args._module.run(args) or 0)
+    except USER_ERRORS as err:  # bad values, missing / unreadable files, missing extras: one line, exit 2
+        if args.debug:
+            raise
+        print(f"vjepa2-ac {args.command}: error: {_one_line(err)} (--debug shows the traceback)", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # a command's own one-line refusal: the same format and exit code 2
+        if not isinstance(exit_.code, str) or args.debug:
+            raise
+        message = exit_.code.removeprefix(f"{args.command}: ")
+        print(f"vjepa2-ac {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"vjepa2-ac {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+# What a user can cause and fix: shown as one line. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+               ModuleNotFoundError)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        return (f"the optional package {err.name!r} is not installed (see the extras in pyproject.toml, e.g. "
+                f"pip install -e '.[{_EXTRAS.get(err.name, err.name)}]')")
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.strerror or err}: {err.filename}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+_EXTRAS = {"franky": "franky", "panda_py": "panda-py", "pyrealsense2": "realsense", "cv2": "opencv"}
 
 
 if __name__ == "__main__":

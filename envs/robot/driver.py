@@ -130,9 +130,17 @@ def now() -> float:
 
 
 def import_optional(module: str, extra: str, package: str) -> Any:
-    """Import an optional backend package or raise an ImportError naming the pip extra to install."""
+    """Import an optional backend package or raise one ``ImportError`` naming the pip extra to install.
+
+    A package that is missing gives ``"<module> is not installed: pip install 'vjepa2-ac[<extra>]' ..."``
+    (nothing chained); one that is installed but fails to import (a missing shared library or dependency)
+    says so, with the original error, rather than claiming it is not installed."""
+    install = f"pip install 'vjepa2-ac[{extra}]' (or pip install {package})"
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"{module} is not installed: pip install 'vjepa2-ac[{extra}]' (or pip install "
-                          f"{package})") from e
+        missing = e.name if isinstance(e, ModuleNotFoundError) else None
+        if missing is not None and (module == missing or module.startswith(missing + ".")):
+            raise ImportError(f"{module} is not installed: {install}", name=module) from None
+        raise ImportError(f"{module} is installed but does not import ({type(e).__name__}: {e}); reinstall it: "
+                          f"{install}", name=module) from e

@@ -2,17 +2,20 @@
 
 ``SafeDriver(driver, SafetyLimits(), camera=...)`` wraps any ``RobotDriver`` and:
 
-* checks each ``move(delta)`` before it is sent: malformed or non-finite commands are **refused**
+* checks each ``move(delta)`` before it is sent: malformed commands (not 7 real numbers: wrong shape, booleans,
+  complex numbers, strings, other objects) and non-finite ones are **refused**
   (``UnsafeCommandError``, ``stop()`` called, nothing moves); oversized or out-of-workspace commands are
   **clipped** or **refused** as ``SafetyLimits.on_oversize`` / ``on_out_of_workspace`` say (see
   ``limits_default.yaml`` for the exact rules);
 * runs every driver and camera call under a watchdog (``state_timeout_s``, ``move_timeout_s``,
   ``camera_timeout_s``; in a watchdog thread, or in the caller's thread with the deadline checked on return for
   backends with ``call_from_owner_thread = True`` such as ``SimDriver``) and checks what comes back (finite state, no jump larger than the commanded motion plus
-  ``max_state_jump``, camera frames fresh and newer than the previous one);
+  ``max_state_jump``, camera frames fresh, not stamped in the future (beyond ``FRAME_CLOCK_TOLERANCE_S``) and
+  newer than the previous one);
 * on any fault (driver exception, timeout, bad state, stale frame, Ctrl-C, SIGTERM, an exception inside the
   ``with`` block) calls ``driver.stop()`` at once, latches the fault (every later motion is refused until
-  ``clear_fault()``) and raises ``RobotFault`` with the reason;
+  ``clear_fault()``) and raises ``RobotFault`` with the reason (a backend package that is not installed: its
+  ``ImportError`` alone, naming the pip extra);
 * in ``dry_run`` mode checks and logs every command but sends no motion (state and frames are still read);
 * logs every command, clip, refusal, stop and fault to ``self.log`` and, with ``log_path``, to a JSON-lines file.
 
@@ -21,8 +24,11 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import math
+import numbers
 import signal
 import threading
 import time
@@ -54,6 +60,11 @@ T = TypeVar("T")
 
 DEFAULT_LIMITS_PATH = Path(__file__).with_name("limits_default.yaml")
 _MODES = ("clip", "refuse")
+DELTA_LABELS = "[dx, dy, dz, droll, dpitch, dyaw, dg]"
+STATE_LABELS = "[x, y, z, roll, pitch, yaw, g]"
+#: A frame stamped later than ``now()`` by more than this (clock granularity) is a camera fault: its clock is
+#: not ``time.monotonic()`` (a constant, not a ``SafetyLimits`` field: ``limits_default.yaml`` lists every field).
+FRAME_CLOCK_TOLERANCE_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,8 @@ class SafetyLimits:
         if np.any(low >= high):
             raise ValueError(f"SafetyLimits: workspace_low {self.workspace_low} must be < workspace_high "
                              f"{self.workspace_high} on every axis")
+        if isinstance(self.min_height, bool) or not isinstance(self.min_height, int | float):
+            raise ValueError(f"SafetyLimits.min_height: expected a number, got {self.min_height!r}")
         if not self.min_height < high[2]:
             raise ValueError(f"SafetyLimits.min_height ({self.min_height}) must be below workspace_high[2] "
                              f"({high[2]})")
@@ -104,8 +117,6 @@ class SafetyLimits:
             if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
                 raise ValueError(f"SafetyLimits.{name}: expected a finite number > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
-        if isinstance(self.min_height, bool) or not isinstance(self.min_height, int | float):
-            raise ValueError(f"SafetyLimits.min_height: expected a number, got {self.min_height!r}")
 
     @property
     def effective_low(self) -> np.ndarray:
@@ -116,16 +127,35 @@ class SafetyLimits:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SafetyLimits:
-        """Read limits from a YAML mapping; missing keys take the defaults, unknown keys are an error."""
+        """Read limits from a YAML mapping; missing keys take the defaults, unknown keys are an error.
+
+        Every error is one exception whose message names the file (and the key, with the valid keys):
+        ``FileNotFoundError`` / ``OSError`` if it cannot be read, ``ValueError`` for bad YAML, keys or values."""
         path = Path(path)
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            text = path.read_text()
+        except OSError as e:
+            why = "no such file" if isinstance(e, FileNotFoundError) else e.strerror or str(e)
+            raise type(e)(f"safety limits file {path}: {why} (resolved: {path.resolve()}); the defaults are in "
+                          f"{DEFAULT_LIMITS_PATH}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"safety limits file {path}: not valid YAML: {' '.join(str(e).split())}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of limit names to values, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+            raise ValueError(f"safety limits file {path}: expected a mapping of limit names to values, got "
+                             f"{type(data).__name__}")
+        known = sorted(f.name for f in fields(cls))
+        unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
-            raise ValueError(f"{path}: unknown safety limit(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+            hints = [f"{k!r} -> {close[0]!r}" for k in unknown if (close := difflib.get_close_matches(k, known, 1))]
+            hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+            raise ValueError(f"safety limits file {path}: unknown safety limit(s) {unknown}{hint}; valid keys: "
+                             f"{known}")
+        try:
+            return cls(**data)
+        except ValueError as e:
+            raise ValueError(f"safety limits file {path}: {e}") from None
 
     @classmethod
     def default(cls) -> SafetyLimits:
@@ -144,19 +174,59 @@ class CheckedCommand:
     clipped: tuple[str, ...]
 
 
+_DTYPE_KINDS = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "M": "datetimes",
+                "m": "timedeltas", "V": "raw records"}
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def real_vector(value: Any, name: str, labels: str, error: type[Exception] = ValueError) -> np.ndarray:
+    """``value`` as float64 ``[7]`` (``None`` entries read as NaN; NaN/inf kept for the caller to check).
+
+    Only real numbers are accepted: booleans, complex numbers, strings and other objects raise ``error`` naming
+    ``name``, the offending entries and ``labels`` (the meaning of the 7 values) instead of being converted
+    (``np.array([True] * 7, float)`` would be a 1 m / 1 rad motion on every axis)."""
+    expected = f"expected {STATE_DIM} real numbers {labels}"
+    try:
+        arr = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
+    except (TypeError, ValueError) as e:
+        raise error(f"{name}: {expected}, got {type(value).__name__} {_short(value)}") from e
+    if arr.ndim == 0:
+        raise error(f"{name}: {expected}, got {type(value).__name__} {_short(value)}")
+    if arr.shape != (STATE_DIM,):
+        raise error(f"{name}: expected shape [{STATE_DIM}] {labels}, got shape {list(arr.shape)}")
+    if arr.dtype.kind in "fiu":
+        return arr.astype(np.float64)
+    if arr.dtype.kind != "O":
+        raise error(f"{name}: {expected}, got an array of {_DTYPE_KINDS.get(arr.dtype.kind, 'non-numbers')} "
+                    f"(dtype {arr.dtype}): {_short(value)}")
+    out, bad = np.empty(STATE_DIM), []
+    for i, x in enumerate(arr):
+        if isinstance(x, np.ndarray) and x.ndim == 0:
+            x = x[()]
+        if x is None:
+            out[i] = np.nan
+        elif isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real):
+            bad.append(f"{type(x).__name__} at index {i}")
+        else:
+            try:
+                out[i] = float(x)
+            except OverflowError:  # an int or Fraction beyond float range
+                out[i] = np.inf
+    if bad:
+        raise error(f"{name}: {expected}, got {', '.join(bad)} in {_short(value)}")
+    return out
+
+
 def parse_delta(delta: Any) -> np.ndarray:
     """Turn a command into float64 ``[7]`` or raise ``UnsafeCommandError`` saying what is wrong with it."""
-    try:
-        arr = np.array(delta, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise UnsafeCommandError(f"delta: expected 7 numbers [dx, dy, dz, droll, dpitch, dyaw, dg], got "
-                                 f"{delta!r}") from e
-    if arr.shape != (STATE_DIM,):
-        raise UnsafeCommandError(f"delta: expected shape [7] [dx, dy, dz, droll, dpitch, dyaw, dg], got shape "
-                                 f"{list(arr.shape)}")
+    arr = real_vector(delta, "delta", DELTA_LABELS, UnsafeCommandError)
     if not np.all(np.isfinite(arr)):
-        raise UnsafeCommandError(f"delta: non-finite values (NaN/inf) at index {np.flatnonzero(~np.isfinite(arr)).tolist()}"
-                                 f" in {arr.tolist()}")
+        raise UnsafeCommandError(f"delta: non-finite values (NaN/inf/None) at index "
+                                 f"{np.flatnonzero(~np.isfinite(arr)).tolist()} in {arr.tolist()}")
     return arr
 
 
@@ -322,11 +392,15 @@ class SafeDriver:
         self._last_state = None
         self._last_frame_time = None
 
-    def _raise_fault(self, error: RobotFault, cause: BaseException | None = None) -> None:
+    def _raise_fault(self, error: RobotFault, cause: BaseException | None = None, *,
+                     shown: BaseException | None = None) -> None:
+        """Stop, latch ``error`` and raise it (or ``shown``, unchanged, when given)."""
         self.stop(str(error))
         self.fault = error
-        self._record("fault", reason=str(error), kind=type(error).__name__)
+        self._record("fault", reason=str(error), kind=type(shown or error).__name__)
         logger.error("robot stopped: %s", error)
+        if shown is not None:
+            raise shown
         raise error from cause
 
     def _check_not_faulted(self, what: str) -> None:
@@ -335,17 +409,24 @@ class SafeDriver:
             self._record("refused", what=what, reason=msg)
             raise RobotFault(msg)
 
+    def _call_failed(self, what: str, error: BaseException) -> None:
+        """A driver / camera call raised ``error``: stop, latch and raise ``RobotFault``. An ``ImportError`` (a
+        backend package is missing: a setup error) is latched the same way but raised alone, unchanged, so its
+        message naming the pip extra to install is the one error shown."""
+        self._raise_fault(RobotFault(f"{what} raised {type(error).__name__}: {error}"), error,
+                          shown=error if isinstance(error, ImportError) else None)
+
     def _guarded(self, what: str, fn: Callable[[], T], limit_s: float | None, inline: bool = False) -> T:
         """Run ``fn()`` with a deadline of ``limit_s`` seconds; on an exception or timeout stop the arm and raise
-        ``RobotFault``. The call runs in a watchdog thread, so a hung call is caught at the deadline; with
-        ``inline`` (backends bound to their creating thread, e.g. an OpenGL context) it runs in this thread and
-        the deadline is checked when it returns. ``limit_s=None``: no deadline."""
+        ``RobotFault`` (``_call_failed``). The call runs in a watchdog thread, so a hung call is caught at the
+        deadline; with ``inline`` (backends bound to their creating thread, e.g. an OpenGL context) it runs in
+        this thread and the deadline is checked when it returns. ``limit_s=None``: no deadline."""
         if inline or limit_s is None:
             start = time.perf_counter()
             try:
                 value = fn()
             except Exception as e:
-                self._raise_fault(RobotFault(f"{what} raised {type(e).__name__}: {e}"), e)
+                self._call_failed(what, e)
             elapsed = time.perf_counter() - start
             self.robot_time_s += elapsed
             if limit_s is not None and elapsed > limit_s:
@@ -369,8 +450,7 @@ class SafeDriver:
             self._raise_fault(WatchdogTimeout(f"{what} did not return within {limit_s:.3g} s"))
         self.robot_time_s += box["elapsed"]
         if "error" in box:
-            e = box["error"]
-            self._raise_fault(RobotFault(f"{what} raised {type(e).__name__}: {e}"), e)
+            self._call_failed(what, box["error"])
         return box["value"]
 
     # ------------------------------------------------------------------ state and frames
@@ -379,11 +459,9 @@ class SafeDriver:
         raw = self._guarded("driver.get_state()", self.driver.get_state, self.limits.state_timeout_s,
                             self._inline_driver)
         try:
-            state = np.array(raw, dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            self._raise_fault(StateError(f"driver.get_state() returned {raw!r}, expected 7 numbers"), e)
-        if state.shape != (STATE_DIM,):
-            self._raise_fault(StateError(f"driver.get_state() returned shape {list(state.shape)}, expected [7]"))
+            state = real_vector(raw, "driver.get_state()", STATE_LABELS, StateError)
+        except StateError as e:
+            self._raise_fault(e, e.__cause__)
         if not np.all(np.isfinite(state)):
             self._raise_fault(StateError(f"driver.get_state() returned non-finite values {state.tolist()}"))
         prev = self._last_state
@@ -409,10 +487,17 @@ class SafeDriver:
         try:
             image, stamp = frame
             check_frame(image, "camera.read() image")
+            if isinstance(stamp, bool | np.bool_) or not isinstance(stamp, numbers.Real) or not math.isfinite(stamp):
+                raise ValueError(f"timestamp: expected finite time.monotonic() seconds, got {stamp!r}")
             stamp = float(stamp)
         except (TypeError, ValueError) as e:
             self._raise_fault(RobotFault(f"camera.read() returned a malformed frame: {e}"), e)
-        age = now() - stamp
+        t = now()
+        age = t - stamp
+        if age < -FRAME_CLOCK_TOLERANCE_S:
+            self._raise_fault(WatchdogTimeout(
+                f"camera frame from the future: timestamp {stamp:.3f} is {-age * 1e3:.0f} ms after now ({t:.3f}; "
+                f"tolerance {FRAME_CLOCK_TOLERANCE_S * 1e3:.0f} ms); the camera's clock is not time.monotonic()"))
         if age > self.limits.max_frame_age_s:
             self._raise_fault(WatchdogTimeout(
                 f"stale camera frame: {age * 1e3:.0f} ms old (max {self.limits.max_frame_age_s * 1e3:.0f} ms)"))
@@ -496,9 +581,9 @@ class SafeDriver:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return _jsonable(value.item())
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):

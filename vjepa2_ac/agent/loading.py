@@ -43,6 +43,7 @@ def load_world_model(model: str | os.PathLike = BUNDLED_MODEL, *, checkpoint: st
     from vjepa2_ac.model.checkpoint import CheckpointError
     from vjepa2_ac.model.world_model import WorldModel, resolve_model_dir
 
+    check_device(device)
     name = os.fspath(model)
     try:
         if checkpoint is not None:
@@ -80,6 +81,20 @@ def load_world_model(model: str | os.PathLike = BUNDLED_MODEL, *, checkpoint: st
 
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, or a ``ValueError`` naming it when it is malformed or not available here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a torch device ({err})") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(dev.type, True):
+        raise ValueError(f"device {device!r}: {dev.type} is not available on this machine (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
 def make_env(planning: PlanningConfig, task: str, *, object: str = "cube", backend: str = "mujoco",
              max_steps: int | None = None, **env_kwargs: Any):
     """``gymnasium.make`` for ``task`` with the planning config's camera and image size (imports ``envs``)."""
@@ -94,4 +109,4 @@ def make_env(planning: PlanningConfig, task: str, *, object: str = "cube", backe
 
 
 
-__all__ = ["BUNDLED_MODEL", "RELEASED_ENCODER", "ModelNotAvailable", "load_world_model", "make_env"]
+__all__ = ["BUNDLED_MODEL", "RELEASED_ENCODER", "ModelNotAvailable", "check_device", "load_world_model", "make_env"]

@@ -64,3 +64,20 @@ def write_json(path: str | Path, data: Any) -> Path:
     from vjepa2_ac.atomic import atomic_write_text
 
     return atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def check_writable(path: str | Path, option: str) -> Path:
+    """Exit with one line unless a file can be written at ``path`` (checked before any work starts): not a
+    directory, its directory creatable and writable."""
+    import tempfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise SystemExit(f"{option}: {path} is a directory; give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as err:
+        raise SystemExit(f"{option}: cannot write {path}: {err.strerror or err}") from None
+    return path

@@ -25,31 +25,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from vjepa2_ac.commands.train import check_inputs, user_errors
     from vjepa2_ac.training.distributed import cleanup_distributed, setup_distributed
     from vjepa2_ac.training.latent_cache import encode_dataset
 
     apply_threads(args)
+    check_inputs("encode-dataset", "--data", args.data)
     info = setup_distributed(args.device)
     try:
-        if args.encoder:
-            from vjepa2_ac.model.encoder import Encoder
-
-            encoder = Encoder.from_pretrained(args.encoder, device=info.device)
-        else:
-            from vjepa2_ac.training.ac_trainer import load_init_model
-
-            encoder = load_init_model(args.model, load_encoder=True).encoder
-            if encoder is None:
-                raise SystemExit(f"--model {args.model} has no encoder")
-            encoder.to(info.device)
-        with torch.inference_mode():
-            out = encode_dataset(args.data, encoder, args.out, dtype=args.dtype, frames_per_batch=args.batch_frames,
-                                 progress=not args.no_progress, dist_info=info)
+        with user_errors("encode-dataset", args.out):
+            encoder = _load_encoder(args, info.device)
+            with torch.inference_mode():
+                out = encode_dataset(args.data, encoder, args.out, dtype=args.dtype,
+                                     frames_per_batch=args.batch_frames, progress=not args.no_progress,
+                                     dist_info=info)
     finally:
         cleanup_distributed()
     if info.is_main:
         print(f"wrote latent cache {out}")
     return 0
+
+
+def _load_encoder(args: argparse.Namespace, device):
+    """The encoder of ``--encoder`` or ``--model``; a missing / unloadable one raises ``OSError`` naming it."""
+    try:
+        if args.encoder:
+            from vjepa2_ac.model.encoder import Encoder
+
+            return Encoder.from_pretrained(args.encoder, device=device)
+        from vjepa2_ac.training.ac_trainer import load_init_model
+
+        encoder = load_init_model(args.model, load_encoder=True).encoder
+    except OSError as err:
+        option = "--encoder" if args.encoder else "--model"
+        raise FileNotFoundError(f"{option} {args.encoder or args.model}: {err}") from err
+    if encoder is None:
+        raise SystemExit(f"encode-dataset: --model {args.model} has no encoder")
+    return encoder.to(device)
 
 
 if __name__ == "__main__":  # `torchrun --nproc_per_node K -m vjepa2_ac.commands.encode_dataset ...` (same as the CLI)

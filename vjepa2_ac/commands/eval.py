@@ -1,16 +1,24 @@
 """``vjepa2-ac eval``: closed-loop success rates over tasks x objects x backends x N episodes (episode i uses
 seed S+i), with baselines in the same run; prints a Markdown table and writes JSON (``success_rate`` is a
-fraction, with its 95% Wilson interval ``ci_low``/``ci_high``)."""
+fraction, with its 95% Wilson interval ``ci_low``/``ci_high``).
+
+Nothing finished is lost: with ``--json OUT.json`` every finished episode is appended to ``OUT.episodes.jsonl`` and
+``OUT.json`` is rewritten (atomically) after every finished cell; ``--resume`` reuses the recorded episodes of the same
+model and planning settings and runs the rest, with identical results. The output path, the seeds and every phase's
+planner settings of every requested task are checked before the first episode runs."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from vjepa2_ac.commands.common import (
     BACKENDS,
     OBJECTS,
     TASK_CHOICES,
     add_model_arguments,
+    check_writable,
     load_model_or_exit,
     write_json,
 )
@@ -36,10 +44,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="actions per episode (default: planning.json)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     parser.add_argument("--no-episodes-in-json", action="store_true", help="leave per-episode records out of the JSON")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the finished episodes recorded next to --json (same model and planning) and run "
+                             "the rest")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def episodes_path(json_path: Path) -> Path:
+    """Where ``--json OUT.json`` records its finished episodes: ``OUT.episodes.jsonl``."""
+    return json_path.with_name(f"{json_path.stem}.episodes.jsonl")
+
+
+def _load_finished(path: Path, report: dict, identity: dict) -> dict:
+    """Finished episodes of an earlier run with the same identity (model, planning, planner, max steps)."""
+    import json
+
+    from vjepa2_ac.eval import EpisodeResult
+
+    for key, value in identity.items():
+        if report.get(key) != value:
+            raise SystemExit(f"--resume: {path.parent / (path.stem.removesuffix('.episodes') + '.json')} was made "
+                             f"with another {key} ({report.get(key)!r}, now {value!r}); resume only the same "
+                             "evaluation")
+    done = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                result = EpisodeResult.from_summary(json.loads(line))
+            except (ValueError, TypeError):  # a line cut short by a crash: that episode runs again
+                continue
+            done[(result.task, result.object, result.backend, result.policy, result.seed)] = result
+    return done
+
+
 def run(args: argparse.Namespace) -> int:
+    import json
+    import os
     import time
 
     from vjepa2_ac import __version__
@@ -47,29 +87,72 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise SystemExit(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed < 0:
+        raise SystemExit(f"--seed must be >= 0 (env seeds are non-negative), got {args.seed}")
     if args.max_steps is not None and args.max_steps < 1:
         raise SystemExit(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.baselines_only and not args.baselines:
         raise SystemExit("--baselines-only needs --baselines (random, untrained)")
+    if args.resume and not args.json:
+        raise SystemExit("--resume needs --json (the file of the evaluation to resume)")
+    json_path = check_writable(args.json, "--json") if args.json else None
     wm, planning, description = load_model_or_exit(args)
+    versions = software_versions()
+    report = {"vjepa2_ac_version": __version__, "versions": versions, "model": description,
+              "planner": args.planner or planning.planner.type, "planning": planning.to_dict(),
+              "planning_source": planning.source, "max_steps": args.max_steps, "seed": args.seed,
+              "episodes": args.episodes, "cells": []}
+    done: dict = {}
+    if json_path is not None:
+        jsonl = episodes_path(json_path)
+        if args.resume:
+            try:
+                previous = json.loads(json_path.read_text())
+            except (OSError, ValueError) as err:
+                raise SystemExit(f"--resume: cannot read {json_path}: {err}") from None
+            identity = {k: report[k] for k in ("model", "planner", "planning", "max_steps")}
+            done = _load_finished(jsonl, previous, identity)
+            print(f"resuming: {len(done)} finished episodes from {jsonl}")
+        else:
+            jsonl.unlink(missing_ok=True)
+        write_json(json_path, report)  # the header: what is being evaluated
+
+    def save_episode(result) -> None:
+        line = json.dumps(result.summary(), default=float) + "\n"
+        with open(jsonl, "a") as f:  # one write per line: a crash loses at most the line being written
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    cells = []
+
+    def save_cell(cell) -> None:
+        cells.append(cell)
+        if json_path is not None:
+            write_json(json_path, {**report, "cells": [c.to_dict(episodes=not args.no_episodes_in_json)
+                                                       for c in cells]})
+
     start = time.perf_counter()
-    cells = evaluate(wm, planning, tasks=args.task, objects=args.object, backends=args.backend,
-                     episodes=args.episodes, seed=args.seed, baselines=list(dict.fromkeys(args.baselines)),
-                     planner=args.planner, max_steps=args.max_steps, progress=not args.no_progress,
-                     include_model=not args.baselines_only)
+    try:
+        cells = evaluate(wm, planning, tasks=args.task, objects=args.object, backends=args.backend,
+                         episodes=args.episodes, seed=args.seed, baselines=list(dict.fromkeys(args.baselines)),
+                         planner=args.planner, max_steps=args.max_steps, progress=not args.no_progress,
+                         include_model=not args.baselines_only, done=done,
+                         on_episode=save_episode if json_path else None, on_cell=save_cell)
+    except ValueError as err:
+        raise SystemExit(f"eval: {err}") from None
+    except KeyboardInterrupt:
+        kept = f"; finished episodes are kept in {jsonl} (run again with --resume)" if json_path else ""
+        print(f"eval: interrupted after {len(cells)} finished cell(s){kept}", file=sys.stderr)
+        return 130
     wall = time.perf_counter() - start
     table = results_table(cells)
     print(f"world model: {description}; planner {args.planner or planning.planner.type}; seeds {args.seed}.."
           f"{args.seed + args.episodes - 1}; {wall:.0f} s")
-    versions = software_versions()
     print(table)
     print("software: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None))
-    if args.json:
-        report = {"vjepa2_ac_version": __version__, "versions": versions, "model": description,
-                  "planner": args.planner or planning.planner.type, "planning": planning.to_dict(),
-                  "planning_source": planning.source, "seed": args.seed, "episodes": args.episodes,
-                  "wall_time_s": wall, "table": table,
-                  "cells": [c.to_dict(episodes=not args.no_episodes_in_json) for c in cells]}
-        print(f"wrote {write_json(args.json, report)}")
+    if json_path is not None:
+        final = {**report, "wall_time_s": wall, "table": table,
+                 "cells": [c.to_dict(episodes=not args.no_episodes_in_json) for c in cells]}
+        print(f"wrote {write_json(json_path, final)}")
     return 0
-

@@ -52,6 +52,8 @@ def _source(args: argparse.Namespace, planning):
     if args.frame is not None:
         if args.goal is None or args.state is None:
             raise SystemExit("--frame needs --goal IMAGE and --state X Y Z ROLL PITCH YAW G")
+        if not np.all(np.isfinite(args.state)):
+            raise SystemExit(f"--state must be 7 finite numbers, got {args.state}")
         return (_read_image(args.frame, "frame"), _read_image(args.goal, "goal"), np.asarray(args.state, np.float32),
                 None, "", f"{args.frame} -> {args.goal}")
     if args.goal is not None or args.state is not None:

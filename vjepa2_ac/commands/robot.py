@@ -90,6 +90,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# --driver / --camera -> (module, pip extra, package) of the optional backend it needs
+_BACKEND_PACKAGES = {"franky": ("franky", "franky", "franky-control"), "panda-py": ("panda_py", "panda-py",
+                                                                                   "panda-python"),
+                     "realsense": ("pyrealsense2", "realsense", "pyrealsense2"),
+                     "opencv": ("cv2", "opencv", "opencv-python-headless")}
+
+
+def _check_backends(args: argparse.Namespace) -> None:
+    """One line naming the pip extra when the driver's or camera's package is missing."""
+    from envs.robot.driver import import_optional
+
+    camera = args.camera or ("sim" if args.driver == "sim" else "realsense")
+    for option, name in (("--driver", args.driver), ("--camera", camera)):
+        if name in _BACKEND_PACKAGES:
+            try:
+                import_optional(*_BACKEND_PACKAGES[name])
+            except ImportError as err:
+                raise SystemExit(f"{option} {name}: {err}") from None
+
+
 def _make_driver(args: argparse.Namespace, planning: Any = None) -> Any:
     """The robot backend; ``--driver sim`` renders the planning config's view and size (``--sim-view`` /
     ``--image-size`` win), or the env defaults without one. ``_run`` has checked ``--host`` (before loading the
@@ -134,9 +154,12 @@ def load_image(path: Path) -> Any:
     from PIL import Image
 
     if not path.is_file():
-        raise SystemExit(f"image not found: {path}")
-    with Image.open(path) as img:
-        return np.array(img.convert("RGB"), dtype=np.uint8)
+        raise SystemExit(f"--goal: image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"), dtype=np.uint8)
+    except OSError as err:  # not an image (PIL.UnidentifiedImageError), or unreadable
+        raise SystemExit(f"--goal: cannot read {path} as an image: {err}") from None
 
 
 def load_goals(specs: list[str]) -> dict[str, Any]:
@@ -188,7 +211,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.driver != "sim" and not args.host:
         raise SystemExit(f"--host is required with --driver {args.driver}")
     task = args.task
-    limits = SafetyLimits.from_yaml(args.limits) if args.limits else SafetyLimits()
+    try:
+        limits = SafetyLimits.from_yaml(args.limits) if args.limits else SafetyLimits()
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--limits: {err}") from None
     try:
         model_dir = resolve_model_dir(args.model)
     except OSError as err:
@@ -201,10 +227,13 @@ def _run(args: argparse.Namespace) -> int:
     if goals is None and args.driver != "sim":
         raise SystemExit("--goal is required with a real robot; capture one with "
                          "`vjepa2-ac robot capture-goal --out goal.png`")
+    _check_backends(args)  # a missing franky / panda-py / camera package, before the model loads
     torch.manual_seed(args.seed)
+    from vjepa2_ac.agent.loading import check_device
     from vjepa2_ac.model.checkpoint import CheckpointError
 
     try:
+        check_device(args.device)
         world_model = WorldModel.from_pretrained(model_dir, device=args.device)  # before connecting to the robot
     except (OSError, CheckpointError, ValueError) as err:  # a corrupted file (NaN weights) never reaches the arm
         raise SystemExit(f"--model: {err}") from None
@@ -275,6 +304,8 @@ def _load_planning(spec: str | None, model_dir: Path) -> Any:
 
 
 def _capture_goal(args: argparse.Namespace) -> int:
+    if args.warmup < 0:
+        raise SystemExit(f"--warmup must be >= 0 (frames to skip), got {args.warmup}")
     from envs.robot import SafeDriver, SafetyLimits
 
     kind = args.camera or ("sim" if args.driver == "sim" else "realsense")
@@ -291,7 +322,7 @@ def _capture_goal(args: argparse.Namespace) -> int:
     else:  # a real camera needs no robot connection
         camera = _make_camera(args, None)
         with camera:
-            for _ in range(max(0, args.warmup)):
+            for _ in range(args.warmup):
                 camera.read()
             image = camera.read().image
     path = save_image(image, args.out)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from vjepa2_ac.commands.common import add_threads_argument, apply_threads
 
@@ -12,7 +18,11 @@ def add_override_argument(parser: argparse.ArgumentParser) -> None:
                         help="override a config field (YAML value), e.g. --set total_steps=100 (repeatable)")
 
 
-def apply_overrides(config_cls, config, overrides: list[str]):
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def apply_overrides(config_cls, config, overrides: list[str], prog: str = "train"):
     """``config`` with ``KEY=VALUE`` pairs applied (values parsed as YAML)."""
     import yaml
 
@@ -22,31 +32,104 @@ def apply_overrides(config_cls, config, overrides: list[str]):
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        d[key.strip()] = yaml.safe_load(value)
+            raise SystemExit(f"{prog}: --set expects KEY=VALUE, got {item!r}")
+        try:
+            d[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise SystemExit(f"{prog}: --set {item}: not a YAML value ({_one_line(err)})") from None
     try:
         return config_cls.from_dict(d)
     except (TypeError, ValueError) as err:
-        raise SystemExit(f"--set: {err}") from err
+        raise SystemExit(f"{prog}: --set: {_one_line(err)}") from None
 
 
-def load_config(config_cls, args: argparse.Namespace):
-    """The run's config from ``--config`` with ``--set`` overrides; ``None`` when resuming without ``--config``."""
+def load_config(config_cls, args: argparse.Namespace, prog: str = "train"):
+    """The run's config from ``--config`` with ``--set`` overrides; ``None`` when resuming without ``--config``.
+
+    A missing or unreadable file, invalid YAML, unknown keys and bad values exit with one line naming the file."""
+    import yaml
+
     if args.config is None and not args.resume:
-        raise SystemExit("--config is required (unless --resume)")
+        raise SystemExit(f"{prog}: --config is required (unless --resume)")
     if args.config is None:
         if args.overrides:
-            raise SystemExit("--set needs --config")
+            raise SystemExit(f"{prog}: --set needs --config")
         return None
-    return apply_overrides(config_cls, config_cls.from_yaml(args.config), args.overrides)
+    if not Path(args.config).is_file():
+        raise SystemExit(f"{prog}: --config {args.config}: no such file")
+    try:
+        config = config_cls.from_yaml(args.config)
+    except (OSError, TypeError, ValueError, yaml.YAMLError) as err:
+        raise SystemExit(f"{prog}: --config {args.config}: {_one_line(err)}") from None
+    return apply_overrides(config_cls, config, args.overrides, prog)
+
+
+def check_inputs(prog: str, option: str, paths: list[str] | None) -> None:
+    """Every path of ``option`` (``--data`` ...) exists and is readable, or exit with one line naming it."""
+    for p in paths or []:
+        path = Path(p).expanduser()
+        if not path.exists():
+            raise SystemExit(f"{prog}: {option} {p}: no such file or directory")
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise SystemExit(f"{prog}: {option} {p}: not readable")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory that creating ``path`` would create (``None`` if ``path`` exists)."""
+    path, top = path.expanduser().absolute(), None
+    while not path.exists() and path != path.parent:
+        path, top = path.parent, path
+    return top
+
+
+@contextlib.contextmanager
+def user_errors(prog: str, out: str | os.PathLike) -> Iterator[None]:
+    """Run a command's work with a fail-safe ``--out``:
+
+    * ``--out`` must be a writable directory (created here if missing), else exit with one line;
+    * expected user errors (``ValueError``: bad values or data; ``OSError``: missing / unreadable / unwritable
+      paths) exit with one line ``PROG: message`` instead of a traceback;
+    * on any failure, the directories this command created for ``--out`` are removed again if no file was
+      written into them.
+    """
+    created = _first_missing(Path(out))
+    try:
+        path = Path(out).expanduser()
+        if path.exists() and not path.is_dir():
+            raise SystemExit(f"{prog}: --out {out}: not a directory")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as err:
+            raise SystemExit(f"{prog}: --out {out}: not writable ({_one_line(err)})") from None
+        yield
+    except (ValueError, OSError) as err:
+        _remove_if_empty(created)
+        raise SystemExit(f"{prog}: {_one_line(err)}") from None
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+
+
+def _remove_if_empty(directory: Path | None) -> None:
+    """Delete ``directory`` if nothing but (empty) directories lies under it."""
+    if directory is None or not directory.is_dir():
+        return
+    if not any(not p.is_dir() or p.is_symlink() for p in directory.rglob("*")):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
-                        help="episode datasets (our HDF5 episodes, raw DROID, LeRobot v3) or latent caches")
+    parser.add_argument("--data", nargs="+", metavar="DIR",
+                        help="episode datasets (our HDF5 episodes, raw DROID, LeRobot v3) or latent caches; optional "
+                             "with --resume (default: the run's)")
     parser.add_argument("--config", help="TrainConfig YAML (e.g. configs/ac_small_cpu.yaml); optional with --resume")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics, model/)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its latest checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in RUN_DIR from its latest checkpoint with the run's own --config, "
+                             "--init, --data and --val-data (given again, each must be the run's; --data/--val-data "
+                             "may name a moved dataset once the recorded path is gone)")
     parser.add_argument("--init", metavar="PATH_OR_NAME",
                         help="start from an official checkpoint (.pt path or URL) or a saved/bundled world model")
     parser.add_argument("--val-data", nargs="+", metavar="DIR", help="validation datasets (else val_fraction)")
@@ -62,10 +145,15 @@ def run(args: argparse.Namespace) -> int:
     from vjepa2_ac.training.distributed import cleanup_distributed
 
     apply_threads(args)
+    if not args.data and not args.resume:
+        raise SystemExit("train: --data is required (unless --resume)")
     config = load_config(TrainConfig, args)
+    check_inputs("train", "--data", args.data)
+    check_inputs("train", "--val-data", args.val_data)
     try:
-        model_dir = train(config, args.data, args.out, resume=args.resume, init=args.init, val_data=args.val_data,
-                          device=args.device, progress=not args.no_progress)
+        with user_errors("train", args.out):
+            model_dir = train(config, args.data, args.out, resume=args.resume, init=args.init,
+                              val_data=args.val_data, device=args.device, progress=not args.no_progress)
     finally:
         cleanup_distributed()
     print(f"saved world model to {model_dir}")

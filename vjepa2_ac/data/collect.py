@@ -11,6 +11,16 @@ The env must return observations ``{"pixels": uint8 [H, W, 3], "agent_pos": floa
 Policies: ``expert`` / ``noisy-expert`` call ``expert_fn(env, noise=...)`` (default ``envs:scripted_expert``)
 which returns ``obs -> action``; ``random`` samples the action space (seeded); ``mix`` draws one of the three
 per episode.
+
+A dataset directory describes itself: ``collect_config.json`` holds the config that wrote it, and collecting into a
+directory that already has one refuses (:class:`CollectError`, naming every differing setting with its stored and new
+value) when any setting that changes the data differs (all config fields but :data:`NON_DATA_FIELDS`); the stored file
+is only rewritten by a run that passed this check. A directory with episode files but no ``collect_config.json``
+(written before the file existed) is refused too: the episodes' metadata does not record every such setting
+(``max_steps``, ``expert_fn``, ``mix_weights``, the noise of non-noisy episodes, the requested image size), so the
+settings cannot be verified; collect into a new directory (or, if you know the settings, write the file by hand).
+Everything is checked before the directory is created; a run that fails before writing any episode removes the
+``collect_config.json`` it wrote and the directory again when it created it.
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ from vjepa2_ac.data.episode import PARTIAL_SUFFIX, EpisodeFile, EpisodeFormatErr
 
 POLICIES = ("expert", "noisy-expert", "random", "mix")
 MIX_POLICIES = ("expert", "noisy-expert", "random")
+CONFIG_FILE = "collect_config.json"
+NON_DATA_FIELDS = frozenset({"episodes", "out", "workers", "compression"})  # may differ when resuming a dataset
+
+
+class CollectError(ValueError):
+    """A collection that cannot start: bad config, unknown env, or a dataset made with other settings."""
 
 
 @dataclass
@@ -58,23 +74,23 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
-        if self.episodes < 0:
-            raise ValueError(f"episodes must be >= 0, got {self.episodes}")
+            raise CollectError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.episodes < 1:
+            raise CollectError(f"episodes must be >= 1, got {self.episodes}")
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+            raise CollectError(f"seed must be >= 0, got {self.seed}")
         if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise CollectError(f"workers must be >= 1, got {self.workers}")
         if self.image_size is not None and self.image_size <= 0:
-            raise ValueError(f"image_size must be positive or None, got {self.image_size}")
+            raise CollectError(f"image_size must be positive or None, got {self.image_size}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+            raise CollectError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.noise < 0:
-            raise ValueError(f"noise must be >= 0, got {self.noise}")
+            raise CollectError(f"noise must be >= 0, got {self.noise}")
         if len(self.mix_weights) != 3 or min(self.mix_weights) < 0 or sum(self.mix_weights) <= 0:
-            raise ValueError(f"mix_weights must be 3 non-negative weights with a positive sum, got {self.mix_weights}")
+            raise CollectError(f"mix_weights must be 3 non-negative weights with a positive sum, got {self.mix_weights}")
         if ":" not in self.expert_fn:
-            raise ValueError(f"expert_fn must be 'module:function', got {self.expert_fn!r}")
+            raise CollectError(f"expert_fn must be 'module:function', got {self.expert_fn!r}")
 
 
 @dataclass
@@ -230,16 +246,118 @@ def collect_episode(config: CollectConfig, i: int) -> dict[str, Any]:
     return {"index": i, "steps": steps, "is_success": writer.is_success, "policy": policy_name, "seed": seed}
 
 
+def _config_dict(config: CollectConfig) -> dict[str, Any]:
+    """The config as stored in ``collect_config.json`` (JSON types: tuples become lists)."""
+    return json.loads(json.dumps(asdict(config), default=str))
+
+
 def _write_config(config: CollectConfig) -> None:
-    atomic_write_text(Path(config.out) / "collect_config.json", json.dumps(asdict(config), indent=1))
+    atomic_write_text(Path(config.out) / CONFIG_FILE, json.dumps(_config_dict(config), indent=1))
+
+
+def check_env_id(env_id: str) -> None:
+    """:class:`CollectError` naming the valid ids unless ``env_id`` is a registered task or Gymnasium env."""
+    from envs.tasks import TASKS
+
+    valid = [spec.env_id for spec in TASKS.values()]
+    hint = f"expected one of {valid} (or a registered Gymnasium id, optionally as 'module:id')"
+    if env_id.startswith("vjepa2ac/"):
+        if env_id not in valid:
+            raise CollectError(f"unknown env {env_id!r}; {hint}")
+        return
+    import gymnasium as gym
+
+    module, name = env_id.split(":", 1) if ":" in env_id else (None, env_id)
+    try:
+        if module is not None:
+            importlib.import_module(module)
+        gym.spec(name)
+    except (ImportError, gym.error.Error) as err:
+        raise CollectError(f"unknown env {env_id!r} ({err}); {hint}") from None
+
+
+def check_dataset(config: CollectConfig) -> None:
+    """:class:`CollectError` when ``config.out`` holds data collected with other settings (or unverifiable ones).
+
+    Compares every field but :data:`NON_DATA_FIELDS` with the stored ``collect_config.json`` (and, when both use the
+    same policy, but the ones it never reads: ``mix_weights`` unless ``mix``, ``noise`` for ``expert``/``random``,
+    ``expert_fn`` for ``random``); a field the stored file lacks counts as differing. A directory with episodes and no stored config is refused (see the module docstring).
+    """
+    out = Path(config.out)
+    stored_path = out / CONFIG_FILE
+    if not stored_path.exists():
+        episodes = sorted(out.glob("episode_*.h5")) if out.is_dir() else []
+        if episodes:
+            raise CollectError(
+                f"{out} holds {len(episodes)} episode file(s) but no {CONFIG_FILE}, so the settings they were "
+                f"collected with cannot be verified (episode metadata does not record max_steps, expert_fn, "
+                f"mix_weights or the requested image size); collect into a new directory")
+        return
+    try:
+        stored = json.loads(stored_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CollectError(f"cannot read {stored_path}: {err}; collect into a new directory") from None
+    if not isinstance(stored, dict):
+        raise CollectError(f"{stored_path} is not a JSON object; collect into a new directory")
+    new = _config_dict(config)
+    ignored = set(NON_DATA_FIELDS)
+    if stored.get("policy") == config.policy:  # settings the (shared) policy never reads
+        ignored |= {"mix_weights"} if config.policy != "mix" else set()
+        ignored |= {"noise"} if config.policy in ("expert", "random") else set()
+        ignored |= {"expert_fn"} if config.policy == "random" else set()
+    missing = object()
+    diffs = [f"{key}: stored {'(not recorded)' if stored.get(key, missing) is missing else repr(stored[key])}, "
+             f"new {value!r}"
+             for key, value in new.items()
+             if key not in ignored and stored.get(key, missing) != value]
+    if diffs:
+        raise CollectError(f"{out} was collected with other settings ({'; '.join(diffs)}); refusing to mix them: "
+                           f"rerun with the stored settings or collect into a new directory")
+
+
+def _created_dirs(out: Path) -> list[Path]:
+    """The directories ``out.mkdir(parents=True)`` would create, deepest first."""
+    created = []
+    path = out.absolute()
+    while not path.exists():
+        created.append(path)
+        path = path.parent
+    return created
+
+
+def _clean_failed(out: Path, created: list[Path], had_config: bool) -> None:
+    """After a failed run that wrote no episode: drop the config it stored and the directories it created."""
+    if any(out.glob("episode_*.h5")):
+        return
+    if not had_config:
+        (out / CONFIG_FILE).unlink(missing_ok=True)
+    for path in created:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (something else is there): keep it and its parents
+            return
 
 
 def collect(config: CollectConfig, *, progress: bool = True) -> CollectSummary:
-    """Collect ``config.episodes`` episodes into ``config.out``, skipping complete ones; returns counts."""
+    """Collect ``config.episodes`` episodes into ``config.out``, skipping complete ones; returns counts.
+
+    Raises :class:`CollectError` (before touching ``config.out``) for an unknown env or a dataset collected with
+    other settings."""
+    out = Path(config.out)
+    check_env_id(config.env_id)
+    check_dataset(config)
+    created, had_config = _created_dirs(out), (out / CONFIG_FILE).exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _collect(config, out, progress)
+    except BaseException:
+        _clean_failed(out, created, had_config)
+        raise
+
+
+def _collect(config: CollectConfig, out: Path, progress: bool) -> CollectSummary:
     from tqdm.auto import tqdm
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out)
     _write_config(config)
     todo = [i for i in range(config.episodes) if not is_complete(episode_path(out, i))]

@@ -7,10 +7,10 @@ landscapes, and figures.
 """
 
 from vjepa2_ac.eval.episode import EpisodeResult, RandomPolicy, run_episode, task_distance
-from vjepa2_ac.eval.evaluate import BASELINES, POLICIES, evaluate, software_versions, untrained_world_model
 from vjepa2_ac.eval.landscape import Landscape, energy_landscape, landscape_actions
 from vjepa2_ac.eval.replay import load_recorded_cells, replay_recorded
 from vjepa2_ac.eval.stats import CellResult, results_table, wilson_interval
+from vjepa2_ac.eval.suite import BASELINES, POLICIES, evaluate, software_versions, untrained_world_model
 
 __all__ = ["BASELINES", "POLICIES", "CellResult", "EpisodeResult", "Landscape", "RandomPolicy", "energy_landscape",
            "evaluate", "landscape_actions", "load_recorded_cells", "replay_recorded", "results_table", "run_episode",

@@ -57,7 +57,19 @@ class EpisodeResult:
                 "steps": self.steps, "seconds_per_action": self.seconds_per_action,
                 "energies": list(self.energies), "frame_energies": list(self.frame_energies),
                 "phases": list(self.phases), "phase_goals": [name for name, _ in self.goals],
-                "actions": self.actions.tolist()}
+                "latencies": list(self.latencies), "actions": self.actions.tolist()}
+
+    @classmethod
+    def from_summary(cls, data: dict[str, Any]) -> EpisodeResult:
+        """The result back from :meth:`summary` (an ``eval`` JSON-lines record; goal images and frames are not
+        kept)."""
+        keys = ("task", "object", "backend", "policy", "seed", "success", "final_distance", "steps",
+                "seconds_per_action", "energies", "frame_energies", "phases", "latencies")
+        missing = [k for k in (*keys, "actions") if k not in data]
+        if missing:
+            raise ValueError(f"an episode record lacks {missing}")
+        actions = np.asarray(data["actions"], np.float32).reshape(-1, 7)
+        return cls(**{k: data[k] for k in keys}, actions=actions)
 
 
 def task_distance(env: Any, task: str) -> float:
@@ -68,7 +80,7 @@ def task_distance(env: Any, task: str) -> float:
     return float(np.linalg.norm(np.asarray(achieved, float) - goal))
 
 
-def _shared_phase(phases: list[PhaseSpec]) -> PhaseSpec:
+def shared_phase(phases: list[PhaseSpec]) -> PhaseSpec:
     """What all ``phases`` have in common (gripper rule, constraint, planner overrides): the random baseline's space."""
     first = phases[0]
     same = {k: v for k, v in first.planner.items() if all(p.planner.get(k, object()) == v for p in phases)}
@@ -113,7 +125,7 @@ def run_episode(env: Any, world_model: Any | None, planning: PlanningConfig, tas
     overrides = planner_overrides or {}
     if world_model is None:
         agent = None
-        sampler = RandomPolicy(build_planner(planning, _shared_phase(plan.phases), planner=planner, **overrides),
+        sampler = RandomPolicy(build_planner(planning, shared_phase(plan.phases), planner=planner, **overrides),
                                seed=seed)
     else:
         agent = build_agent(world_model, planning, task, info["goals"], seed=seed, planner=planner, **overrides)

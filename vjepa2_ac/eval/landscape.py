@@ -65,7 +65,7 @@ def _as_latent(world_model: Any, x: Any, name: str) -> Tensor:
         if x.ndim != 4 or x.shape[:2] != (1, 1):
             raise ValueError(f"{name} latents must be [1, 1, N, D], got {tuple(x.shape)}")
         return x.to(world_model.device)
-    img = torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x
+    img = torch.from_numpy(np.array(x)) if not isinstance(x, Tensor) else x  # a copy: frames may be read-only
     if img.dtype != torch.uint8 or img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"{name} must be a uint8 image [H, W, 3] or latents [1, 1, N, D], "
                          f"got {img.dtype} {tuple(img.shape)}")

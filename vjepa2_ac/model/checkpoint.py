@@ -6,6 +6,7 @@ Nothing here is half-loaded: a state dict is fully checked against the module be
 from __future__ import annotations
 
 import os
+import pickle
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -137,7 +138,10 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict:
             if "mmap" not in str(err):
                 raise
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err} (truncated or corrupt file?)") from err
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError) as err:
+        reason = ("the weights-only unpickler refused it" if isinstance(err, pickle.UnpicklingError)
+                  else " ".join(str(err).split())[:200] or type(err).__name__)
+        raise CheckpointError(f"cannot read checkpoint {path}: not a readable torch checkpoint ({reason}): a "
+                              "truncated or corrupt file, or not a torch checkpoint") from err
 
 

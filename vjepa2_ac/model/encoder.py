@@ -421,7 +421,10 @@ def _read_config(path: Path, overrides: Mapping[str, Any]) -> VJEPA2Config:
         raise OSError(f"{path} has no {_CONFIG_NAME}; expected an HF-layout V-JEPA 2 directory "
                       f"({_CONFIG_NAME} + {_WEIGHTS_NAME})")
     try:
-        raw = json.loads(cfg_file.read_text())
+        try:
+            raw = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{cfg_file} is not valid JSON: {err}") from None
     except json.JSONDecodeError as err:
         raise OSError(f"{cfg_file} is not valid JSON: {err}") from None
     if raw.get("model_type") != "vjepa2":

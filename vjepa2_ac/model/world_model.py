@@ -133,6 +133,7 @@ class WorldModel(nn.Module):
         self._check_latents(z0, "z0")
         B, T0 = z0.shape[:2]
         self._check_poses(s0, "s0", (B, T0))
+        self._check_dtype(actions, "actions")
         if actions.ndim != 3 or actions.shape[0] != B or actions.shape[2] != POSE_DIM or actions.shape[1] < T0:
             raise ValueError(f"actions must be [B={B}, T0-1+H >= {T0}, {POSE_DIM}] (T0-1 known actions then H >= 1 "
                              f"new ones), got {tuple(actions.shape)}")
@@ -207,7 +208,17 @@ class WorldModel(nn.Module):
         return e
 
     # ------------------------------------------------------------------------------------------------ checks
+    def _check_dtype(self, x: Any, name: str) -> None:
+        """A torch tensor of a floating dtype the predictor computes in (float64 only for a float64 model)."""
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__module__}.{type(x).__name__} "
+                             "(convert with torch.as_tensor(x, dtype=torch.float32))")
+        weights = next(self.predictor.parameters()).dtype
+        if not x.is_floating_point() or (x.dtype == torch.float64 and weights != torch.float64):
+            raise ValueError(f"{name} must be float32 (or the model's {weights}), got {x.dtype}: cast with .float()")
+
     def _check_latents(self, z: Tensor, name: str) -> None:
+        self._check_dtype(z, name)
         c = self.config
         if not isinstance(z, Tensor) or z.ndim != 4 or z.shape[2:] != (c.tokens_per_frame, c.embed_dim):
             got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
@@ -216,9 +227,9 @@ class WorldModel(nn.Module):
             raise ValueError(f"{name} must have B >= 1 and T >= 1, got {tuple(z.shape)}")
         _check_finite(z, name)
 
-    @staticmethod
-    def _check_poses(x: Tensor, name: str, lead: tuple) -> None:
-        if not isinstance(x, Tensor) or x.shape != (*lead, POSE_DIM):
+    def _check_poses(self, x: Tensor, name: str, lead: tuple) -> None:
+        self._check_dtype(x, name)
+        if x.shape != (*lead, POSE_DIM):
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"{name} must have shape {[*lead, POSE_DIM]} ([x,y,z,roll,pitch,yaw,gripper]), got {got}")
         _check_finite(x, name)
@@ -258,7 +269,10 @@ class WorldModel(nn.Module):
         config_path = directory / "config.json"
         if not config_path.is_file():
             raise FileNotFoundError(f"{directory} is not a vjepa2-ac world model directory (no config.json)")
-        config = json.loads(config_path.read_text())
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{config_path} is not valid JSON: {err}") from None
         if config.get("format") != FORMAT_NAME:
             raise ValueError(f"{config_path}: format {config.get('format')!r}, expected {FORMAT_NAME!r}")
         predictor = ACPredictor(ACPredictorConfig.from_dict(config["predictor"]))

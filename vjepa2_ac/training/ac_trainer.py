@@ -35,7 +35,7 @@ from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
 from vjepa2_ac.model.world_model import normalize_reps
 from vjepa2_ac.training.checkpointing import (
     MetricsLogger,
-    load_checkpoint,
+    resolve_run,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -153,8 +153,13 @@ def build_models(config: TrainConfig, *, init: str | None, latent_cache: Any | N
     init = init or config.init
     need_weights = latent_cache is None
     encoder = Encoder.from_pretrained(config.encoder) if (config.encoder and need_weights) else None
-    init_model = (load_init_model(init, load_encoder=need_weights and encoder is None,
-                                  predictor_overrides=config.predictor) if init else None)
+    init_model = None
+    if init:
+        try:
+            init_model = load_init_model(init, load_encoder=need_weights and encoder is None,
+                                         predictor_overrides=config.predictor)
+        except OSError as err:  # missing / unreadable file or directory, unknown name, unreachable URL
+            raise FileNotFoundError(f"--init (or the config's init:) {init}: {err}") from err
     if encoder is None and init_model is not None:
         encoder = init_model.encoder
     if latent_cache is not None:
@@ -231,7 +236,7 @@ def _targets(encoder, x: Tensor, latent_mode: bool, device: torch.device, dtype:
 
 def train(
     config: TrainConfig | None,
-    data: Sequence[str | os.PathLike],
+    data: Sequence[str | os.PathLike] | None,
     out: str | os.PathLike,
     *,
     resume: bool = False,
@@ -243,21 +248,27 @@ def train(
     """Train the AC predictor; returns ``out / "model"`` (a :meth:`WorldModel.from_pretrained` directory).
 
     Args:
-        config: the run's config (with ``resume`` it may be ``None``: the saved ``out/config.yaml`` is used; if
-            given it must equal the saved one).
-        data: episode datasets (any layout) or latent caches (all of one kind).
+        config: the run's config (with ``resume`` it may be ``None``: the run's saved config is used; if given it
+            must equal the saved one).
+        data: episode datasets (any layout) or latent caches (all of one kind); with ``resume`` ``None`` means the
+            run's own (recorded in its checkpoints).
         out: run directory: ``config.yaml``, ``checkpoints/latest.pt``, ``metrics.jsonl``, ``model/``.
-        resume: continue from ``out/checkpoints/latest.pt`` bit-exactly (same RNG, same data order).
-        init: starting weights (overrides ``config.init``).
+        resume: continue from ``out/checkpoints/latest.pt`` bit-exactly (same RNG, same data order). Everything
+            the run was started with is restored (config, ``init``, ``data``, ``val_data``); a setting given again
+            must be the run's (``ValueError`` naming it otherwise), except ``device`` and ``progress``, and a
+            dataset that moved (``data`` / ``val_data`` may name a new location once the recorded one is gone;
+            the checkpoint's episode counts must still match).
+        init: starting weights (overrides ``config.init``; recorded as the saved config's ``init``).
         val_data: explicit validation datasets (else ``config.val_fraction`` of ``data`` is held out).
         device: default ``cuda:LOCAL_RANK`` if available, else CPU.
+
+    Nothing is written to ``out`` before the data and the models are known to load (fail early).
     """
     info = setup_distributed(device)
     out = Path(out)
     ckpt_path = out / "checkpoints" / CHECKPOINT_NAME
-    config = _resolve_config(config, out, ckpt_path, resume)
-    if info.is_main:
-        config.to_yaml(out / "config.yaml")
+    run = resolve_run(TrainConfig, config, ckpt_path, resume=resume, init=init, data=data, val_data=val_data)
+    config, data, val_data = run.config, run.data, run.val_data
     seed_everything(config.seed + info.rank)
 
     # -- data
@@ -289,7 +300,7 @@ def train(
                          f"clips_per_epoch is set), fewer than batch_size {config.batch_size}")
 
     # -- model, objective, optimizer
-    encoder, predictor = build_models(config, init=init, latent_cache=caches[0] if latent_mode else None)
+    encoder, predictor = build_models(config, init=config.init, latent_cache=caches[0] if latent_mode else None)
     if latent_mode:
         c = predictor.config
         if (caches[0].embed_dim, caches[0].tokens_per_frame) != (c.embed_dim, c.tokens_per_frame):
@@ -305,8 +316,10 @@ def train(
     data_state = {"train_episodes": train_ds.num_episodes, "clips_per_epoch": len(train_ds)}
 
     step, epoch, batch_in_epoch = 0, 0, 0
+    if info.is_main:  # written once the data and the models have loaded (a failed start leaves nothing)
+        config.to_yaml(out / "config.yaml")
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
+        ckpt = run.checkpoint
         if ckpt["data"] != data_state:
             raise ValueError(f"the dataset changed since the checkpoint ({ckpt['data']} -> {data_state}); "
                              "resuming would not reproduce the data order")
@@ -327,7 +340,7 @@ def train(
         payload = {"predictor": predictor.state_dict(), "optimizer": optimizer.state_dict(),
                    "scaler": scaler.state_dict(), "schedule": {"step": step}, "step": step, "epoch": epoch,
                    "batch_in_epoch": batch_in_epoch, "rng": states, "data": data_state,
-                   "config": config.to_dict()}
+                   "config": config.to_dict(), "run": run.record}
         save_checkpoint(ckpt_path, payload)
         if config.keep_every and step % config.keep_every == 0 and not final:
             save_checkpoint(out / "checkpoints" / f"step_{step:07d}.pt", payload)
@@ -428,22 +441,6 @@ def _is_cache(source) -> bool:
     from vjepa2_ac.training.latent_cache import LatentCache
 
     return isinstance(source, LatentCache)
-
-
-def _resolve_config(config: TrainConfig | None, out: Path, ckpt_path: Path, resume: bool) -> TrainConfig:
-    if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        saved = TrainConfig.from_dict(load_checkpoint(ckpt_path)["config"])
-        if config is not None and saved.diff(config):
-            raise ValueError(f"--resume: the config differs from the run's saved config in {saved.diff(config)}")
-        return saved
-    if config is None:
-        raise ValueError("a config is needed to start a run")
-    if ckpt_path.exists():
-        raise FileExistsError(f"{out} already holds a training run ({ckpt_path}); pass --resume to continue it or "
-                              "choose another --out")
-    return config
 
 
 def _gather_rng(info: DistInfo) -> list[dict]:

@@ -7,10 +7,12 @@ A checkpoint is written to a hidden temp file in the same directory, flushed to 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,91 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise RuntimeError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
+
+
+@dataclasses.dataclass
+class RunSettings:
+    """What a run needs besides its weights: the config (with the effective ``init``), the dataset paths and, when
+    resuming, the loaded checkpoint. ``record`` goes into every checkpoint (``payload["run"]``)."""
+
+    config: Any
+    data: list[str]
+    val_data: list[str] | None = None
+    checkpoint: dict[str, Any] | None = None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return {"data": self.data, "val_data": self.val_data}
+
+
+def _abs_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike | None) -> list[str] | None:
+    if paths is None:
+        return None
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
+
+
+def _same_ref(a: str | None, b: str | None) -> bool:
+    """``a`` and ``b`` name the same model: equal strings, or local paths to the same file / directory."""
+    if a is None or b is None or str(a) == str(b):
+        return str(a) == str(b)
+    pa, pb = Path(str(a)).expanduser(), Path(str(b)).expanduser()
+    return pa.exists() and pb.exists() and os.path.samefile(pa, pb)
+
+
+def _restore_paths(name: str, given: list[str] | None, recorded: list[str] | None, known: bool) -> list[str] | None:
+    """The run's paths for ``--data`` / ``--val-data``: the recorded ones unless given; a different value is refused
+    while the recorded paths still exist (a moved dataset may be given once the old location is gone)."""
+    if given is None:
+        return recorded
+    if known and given != recorded and (recorded is None or all(Path(p).exists() for p in recorded)):
+        raise ValueError(f"--resume: {name} differs from the run's (run: {recorded}, given: {given}); omit it to "
+                         "use the run's")
+    return given
+
+
+def resolve_run(config_cls: type, config: Any | None, ckpt_path: Path, *, resume: bool, init: str | None,
+                data: Sequence[str | os.PathLike] | None, val_data: Sequence[str | os.PathLike] | None = None
+                ) -> RunSettings:
+    """The settings of a new run (``init`` stored in its config) or, with ``resume``, of the run saved in
+    ``ckpt_path``: its config, ``init`` and data, each of which may be given again but not changed.
+
+    Raises ``ValueError`` naming the setting and both values when a given one differs from the run's."""
+    if not resume:
+        if config is None:
+            raise ValueError("a config is needed to start a run (--config)")
+        if ckpt_path.exists():
+            raise FileExistsError(f"{ckpt_path.parent.parent} already holds a run ({ckpt_path}); pass --resume to "
+                                  "continue it or choose another --out")
+        if not data:
+            raise ValueError("no dataset given (--data DIR [DIR ...])")
+        if init is not None:
+            config = dataclasses.replace(config, init=str(init))
+        return RunSettings(config, _abs_paths(data), _abs_paths(val_data) if val_data else None)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    ckpt = load_checkpoint(ckpt_path)
+    saved = config_cls.from_dict(ckpt["config"])
+    record = ckpt.get("run")  # None: written before the run's --init and --data were recorded
+    given_init = init if init is not None else (config.init if config is not None else None)
+    if given_init is not None and not _same_ref(given_init, saved.init):
+        if record is not None or saved.init is not None:
+            raise ValueError(f"--resume: --init differs from the run's (run: {saved.init!r}, given: {given_init!r})")
+        saved = dataclasses.replace(saved, init=str(given_init))  # an older run: its --init was not recorded
+    if config is not None:
+        given, run = dataclasses.replace(config, init=saved.init).to_dict(), saved.to_dict()
+        changed = [f"{k} (run: {run[k]!r}, given: {given[k]!r})" for k in run if run[k] != given.get(k)]
+        if changed:
+            raise ValueError(f"--resume: the config differs from the run's saved config in {', '.join(changed)}")
+    record = record or {}
+    data_paths = _restore_paths("--data", _abs_paths(data) if data else None, record.get("data"), "data" in record)
+    if not data_paths:
+        raise ValueError("--resume: this run's checkpoint does not record its datasets (an older version wrote it); "
+                         "pass --data")
+    val_paths = _restore_paths("--val-data", _abs_paths(val_data) if val_data else None, record.get("val_data"),
+                               "val_data" in record)
+    return RunSettings(saved, data_paths, val_paths, ckpt)
 
 
 class MetricsLogger:

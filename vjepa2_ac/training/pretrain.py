@@ -38,7 +38,7 @@ from vjepa2_ac.atomic import atomic_directory
 from vjepa2_ac.model.preprocess import normalize_frames
 from vjepa2_ac.training.checkpointing import (
     MetricsLogger,
-    load_checkpoint,
+    resolve_run,
     save_checkpoint,
     seed_everything,
     set_rng_state,
@@ -211,7 +211,10 @@ def build_model(config: PretrainConfig, init: str | None = None):
 
     init = init or config.init
     if init:
-        return VJEPA2Model.from_pretrained(init, **config.model)
+        try:
+            return VJEPA2Model.from_pretrained(init, **config.model)
+        except OSError as err:
+            raise FileNotFoundError(f"--init (or the config's init:) {init}: {err}") from err
     known = set(VJEPA2Config().to_dict())
     unknown = sorted(set(config.model) - known)
     if unknown:
@@ -244,7 +247,7 @@ def pixels_from_frames(frames: Tensor, frames_per_clip: int, crop_size: int) -> 
 
 def pretrain(
     config: PretrainConfig | None,
-    data: Sequence[str | os.PathLike],
+    data: Sequence[str | os.PathLike] | None,
     out: str | os.PathLike,
     *,
     resume: bool = False,
@@ -255,23 +258,17 @@ def pretrain(
     """Pretrain a V-JEPA 2 encoder on the frames of episode datasets; returns ``out / "model"`` (HF layout).
 
     Run directory: ``config.yaml``, ``checkpoints/latest.pt`` (atomic, every ``ckpt_every`` steps),
-    ``metrics.jsonl``, ``model/``. ``resume`` continues bit-exactly from the latest checkpoint."""
+    ``metrics.jsonl``, ``model/``. ``resume`` continues bit-exactly from the latest checkpoint with the run's own
+    config, ``init`` (stored in the config) and ``data`` (``None``: the recorded datasets); one given again must be
+    the run's (see :func:`~vjepa2_ac.training.checkpointing.resolve_run`). Nothing is written to ``out`` before the
+    data and the model have loaded."""
     from vjepa2_ac.data.clips import ClipDataset
 
     info = setup_distributed(device)
     out = Path(out)
     ckpt_path = out / "checkpoints" / CHECKPOINT_NAME
-    if resume:
-        saved = PretrainConfig.from_dict(load_checkpoint(ckpt_path)["config"])
-        if config is not None and saved.diff(config):
-            raise ValueError(f"--resume: the config differs from the run's saved config in {saved.diff(config)}")
-        config = saved
-    elif config is None:
-        raise ValueError("a config is needed to start a run")
-    elif ckpt_path.exists():
-        raise FileExistsError(f"{out} already holds a run ({ckpt_path}); pass --resume or choose another --out")
-    if info.is_main:
-        config.to_yaml(out / "config.yaml")
+    run = resolve_run(PretrainConfig, config, ckpt_path, resume=resume, init=init, data=data)
+    config, data = run.config, run.data
     seed_everything(config.seed + info.rank)
 
     sources = open_sources(data)
@@ -292,7 +289,7 @@ def pretrain(
                          "clips_per_epoch")
 
     torch.manual_seed(config.seed)  # same initial weights on every process
-    model = build_model(config, init)
+    model = build_model(config)
     mcfg = model.config
     if config.frames_per_clip > 1 and config.frames_per_clip % mcfg.tubelet_size:
         raise ValueError(f"frames_per_clip {config.frames_per_clip} must be 1 or a multiple of tubelet_size "
@@ -314,8 +311,10 @@ def pretrain(
     data_state = {"episodes": dataset.num_episodes, "clips_per_epoch": len(dataset)}
 
     step, epoch, batch_in_epoch = 0, 0, 0
+    if info.is_main:  # written once the data and the model have loaded (a failed start leaves nothing)
+        config.to_yaml(out / "config.yaml")
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
+        ckpt = run.checkpoint
         if ckpt["data"] != data_state:
             raise ValueError(f"the dataset changed since the checkpoint ({ckpt['data']} -> {data_state})")
         model.load_state_dict(ckpt["model"])
@@ -334,7 +333,7 @@ def pretrain(
             payload = {"model": model.state_dict(), "target_encoder": target_encoder.state_dict(),
                        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
                        "epoch": epoch, "batch_in_epoch": batch_in_epoch, "rng": states, "data": data_state,
-                       "config": config.to_dict()}
+                       "config": config.to_dict(), "run": run.record}
             save_checkpoint(ckpt_path, payload)
             if config.keep_every and step % config.keep_every == 0:
                 save_checkpoint(out / "checkpoints" / f"step_{step:07d}.pt", payload)

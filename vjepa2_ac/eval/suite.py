@@ -10,14 +10,15 @@ initial states and goals. Baselines: ``random`` (uniform actions in the planner'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vjepa2_ac.agent.builder import build_planner
 from vjepa2_ac.agent.loading import make_env
 from vjepa2_ac.agent.planning import PlanningConfig, task_name
-from vjepa2_ac.eval.episode import run_episode
+from vjepa2_ac.eval.episode import EpisodeResult, run_episode, shared_phase
 from vjepa2_ac.eval.stats import CellResult
 
 if TYPE_CHECKING:
@@ -63,21 +64,40 @@ def evaluate(world_model: WorldModel, planning: PlanningConfig, *, tasks: Sequen
              objects: Sequence[str] = ("cube",), backends: Sequence[str] = ("mujoco",), episodes: int = 10,
              seed: int = 0, baselines: Sequence[str] = (), planner: str | None = None,
              max_steps: int | None = None, progress: bool = True,
-             planner_overrides: dict[str, Any] | None = None, include_model: bool = True) -> list[CellResult]:
+             planner_overrides: dict[str, Any] | None = None, include_model: bool = True,
+             done: Mapping[tuple, EpisodeResult] | None = None,
+             on_episode: Callable[[EpisodeResult], None] | None = None,
+             on_cell: Callable[[CellResult], None] | None = None) -> list[CellResult]:
     """tasks x objects x backends x (model + baselines) x ``episodes``; episode ``i`` uses seed ``seed + i``.
 
     ``include_model=False`` runs the baselines only (``world_model`` still supplies the untrained baseline's encoder).
+    Every task's planning settings (each phase's planner) are checked before the first episode runs.
+    done: finished episodes keyed by ``(task, object, backend, policy, seed)``, reused instead of run again (an
+        interrupted evaluation resumes with identical results: every episode depends only on its seed).
+    on_episode / on_cell: called with each finished episode / cell (to save results as they come).
     """
     from tqdm.auto import tqdm
 
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0 (env seeds are non-negative), got {seed!r}")
     tasks = [task_name(t) for t in tasks]
+    done = done or {}
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; expected some of {list(BASELINES)}")
     if not include_model and not baselines:
         raise ValueError("nothing to evaluate: include_model is False and no baselines were given")
+    overrides = planner_overrides or {}
+    for task in tasks:  # every phase's planner settings, before anything runs
+        phases = planning.task(task).phases
+        for i, spec in enumerate([*phases, shared_phase(phases)]):
+            try:
+                build_planner(planning, spec, planner=planner, **overrides)
+            except (TypeError, ValueError) as err:
+                where = f"phase {i}" if i < len(phases) else "the random baseline's action space"
+                raise ValueError(f"planning config, task {task!r}, {where}: {err}") from None
     models: dict[str, Any] = {"model": world_model} if include_model else {}
     if "random" in baselines:
         models["random"] = None
@@ -95,11 +115,18 @@ def evaluate(world_model: WorldModel, planning: PlanningConfig, *, tasks: Sequen
                             results = []
                             for i in range(episodes):
                                 bar.set_postfix_str(f"{task}/{obj}/{backend}/{policy}")
-                                results.append(run_episode(env, wm, planning, task, seed=seed + i, policy=policy,
-                                                           max_steps=max_steps, planner=planner,
-                                                           planner_overrides=planner_overrides))
+                                result = done.get((task, obj, backend, policy, seed + i))
+                                if result is None:
+                                    result = run_episode(env, wm, planning, task, seed=seed + i, policy=policy,
+                                                         max_steps=max_steps, planner=planner,
+                                                         planner_overrides=planner_overrides)
+                                    if on_episode is not None:
+                                        on_episode(result)
+                                results.append(result)
                                 bar.update(1)
                             cells.append(CellResult.from_episodes(results))
+                            if on_cell is not None:
+                                on_cell(cells[-1])
                     finally:
                         env.close()
     return cells

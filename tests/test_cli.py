@@ -149,3 +149,14 @@ def test_rollout_names_a_numpy_or_float64_input(tiny_world_model):
     with pytest.raises(ValueError, match="s0 must be float32"):
         tiny_world_model.rollout(z0, s0.double(), torch.zeros(2, 1, 7))
 
+
+def test_an_unusable_out_directory_is_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    loaded = []
+    monkeypatch.setattr("vjepa2_ac.commands.demo.load_model_or_exit", lambda args: loaded.append(1))
+    (tmp_path / "file").write_text("x")
+    assert main(["demo", "--out", str(tmp_path / "file" / "sub")]) == 2
+    assert "--out: cannot create" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "file")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert loaded == []
+

@@ -363,6 +363,7 @@ def test_eval_saves_each_episode_and_resumes_with_identical_results(tiny_model_d
             "--no-progress"]
     assert run_command("eval", argv) == 0
     full = json.loads(path.read_text())
+    assert path.stat().st_mode & 0o777 == 0o644  # like every other output (mkstemp would give 0600)
     lines = episodes_path(path).read_text().splitlines()
     assert len(lines) == 3 and [json.loads(x)["seed"] for x in lines] == [7, 8, 9]
     # a crash during the third episode: two records kept, one line cut short, the cell never written

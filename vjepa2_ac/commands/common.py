@@ -81,3 +81,21 @@ def check_writable(path: str | Path, option: str) -> Path:
     except OSError as err:
         raise SystemExit(f"{option}: cannot write {path}: {err.strerror or err}") from None
     return path
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """Exit with one line unless ``path`` is, or can be made, a writable directory (checked before any work
+    starts; nothing is created here)."""
+    import os
+
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise SystemExit(f"{option}: {path} exists and is not a directory")
+    if not existing.is_dir():
+        raise SystemExit(f"{option}: cannot create {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"{option}: cannot create {path}: {existing} is not writable")
+    return path

@@ -12,6 +12,7 @@ from vjepa2_ac.commands.common import (
     OBJECTS,
     TASK_CHOICES,
     add_model_arguments,
+    check_output_dir,
     load_model_or_exit,
     write_json,
 )
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.video_size < 0:
         raise SystemExit(f"--video-size must be >= 0, got {args.video_size}")
+    check_output_dir(args.out)
     wm, planning, description = load_model_or_exit(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vjepa2_ac.commands.common import TASK_CHOICES
+from vjepa2_ac.commands.common import TASK_CHOICES, check_output_dir
 
 DRIVERS = ("sim", "franky", "panda-py")
 CAMERAS = ("sim", "realsense", "opencv")
@@ -228,6 +228,7 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit("--goal is required with a real robot; capture one with "
                          "`vjepa2-ac robot capture-goal --out goal.png`")
     _check_backends(args)  # a missing franky / panda-py / camera package, before the model loads
+    check_output_dir(args.out)
     torch.manual_seed(args.seed)
     from vjepa2_ac.agent.loading import check_device
     from vjepa2_ac.model.checkpoint import CheckpointError

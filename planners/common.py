@@ -215,7 +215,6 @@ def rollout_energy(
     return e.float()
 
 
-
 def shift_plan(previous: Tensor, initial: Tensor) -> Tensor:
     """Warm start: ``previous [H, d]`` shifted one step forward, the last step taken from ``initial [H, d]``."""
     return torch.cat([previous[1:], initial[-1:]], dim=0)

@@ -58,7 +58,6 @@ def _check_phases(phases: Sequence[Phase]) -> list[Phase]:
     phases = list(phases)
     if not phases:
         raise ValueError("phases must not be empty")
-    last = len(phases) - 1
     for i, ph in enumerate(phases):
         if not isinstance(ph, Phase):
             raise ValueError(f"phases[{i}] must be a planners.Phase, got {type(ph).__name__}")
@@ -70,14 +69,22 @@ def _check_phases(phases: Sequence[Phase]) -> list[Phase]:
         if ph.switch_energy is not None and (isinstance(ph.switch_energy, bool)
                                              or not isinstance(ph.switch_energy, Real) or not ph.switch_energy > 0):
             raise ValueError(f"phases[{i}].switch_energy must be a number > 0 or None, got {ph.switch_energy!r}")
-        if i == last and (ph.steps is not None or ph.switch_energy is not None):
+    check_phase_ends([(ph.steps, ph.switch_energy) for ph in phases])
+    return phases
+
+
+def check_phase_ends(ends: Sequence[tuple[int | None, float | None]]) -> None:
+    """The rule every list of phases follows (``(steps, switch_energy)`` per phase): each phase but the last ends
+    (after its steps or at its switch energy); the last runs to the end of the episode."""
+    last = len(ends) - 1
+    for i, (steps, switch_energy) in enumerate(ends):
+        if i == last and (steps is not None or switch_energy is not None):
             raise ValueError(f"phases[{i}] is the last phase and runs to the end of the episode: give it "
-                             f"steps=None and no switch_energy (got steps={ph.steps!r}, "
-                             f"switch_energy={ph.switch_energy!r})")
-        if i < last and ph.steps is None and ph.switch_energy is None:
+                             f"steps=None (null) and no switch_energy (got steps={steps!r}, "
+                             f"switch_energy={switch_energy!r})")
+        if i < last and steps is None and switch_energy is None:
             raise ValueError(f"phases[{i}] never ends: give it steps or switch_energy (only the last phase may run "
                              "to the end of the episode)")
-    return phases
 
 
 class MPCAgent:

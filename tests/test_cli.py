@@ -159,4 +159,3 @@ def test_an_unusable_out_directory_is_one_line_before_the_model_loads(tmp_path, 
     assert main(["demo", "--out", str(tmp_path / "file")]) == 2
     assert "exists and is not a directory" in capsys.readouterr().err
     assert loaded == []
-

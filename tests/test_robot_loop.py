@@ -409,4 +409,3 @@ def test_cli_names_a_missing_backend_package_and_a_bad_limits_file_before_loadin
     with pytest.raises(SystemExit, match="--limits: .*nope.yaml"):
         cli([*base, "--limits", str(tmp_path / "nope.yaml")])
     assert loaded == []  # refused before the model loaded
-

@@ -98,3 +98,20 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def removed_if_left_empty(directory: str | os.PathLike) -> Iterator[Path]:
+    """Run work that writes into ``directory``: if it fails, the directories this call found missing (so the work
+    created them) are removed again when no file was written under them. A failed command leaves no empty output
+    directory behind; one that existed before is never removed."""
+    path = Path(directory).expanduser()
+    top, parent = None, path.absolute()
+    while not parent.exists() and parent != parent.parent:
+        parent, top = parent.parent, parent
+    try:
+        yield path
+    except BaseException:
+        if top is not None and top.is_dir() and not any(not p.is_dir() or p.is_symlink() for p in top.rglob("*")):
+            shutil.rmtree(top, ignore_errors=True)
+        raise

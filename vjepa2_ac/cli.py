@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from vjepa2_ac.commands.common import one_line
+
 # command name -> (module under vjepa2_ac.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "collect simulated episodes (expert, noisy expert, random) into an episode dataset"),
@@ -79,7 +81,7 @@ def _one_line(err: BaseException) -> str:
                 f"pip install -e '.[{_EXTRAS.get(err.name, err.name)}]')")
     if isinstance(err, OSError) and err.filename is not None:
         return f"{err.strerror or err}: {err.filename}"
-    return " ".join(str(err).split()) or type(err).__name__
+    return one_line(err)
 
 
 _EXTRAS = {"franky": "franky", "panda_py": "panda-py", "pyrealsense2": "realsense", "cv2": "opencv"}

@@ -20,7 +20,6 @@ from envs.robot.poses import rotation_angle
 logger = logging.getLogger(__name__)
 
 
-
 class SimDriver(DriverBase):
     """``RobotDriver`` and ``Camera`` over a Gymnasium Franka env.
 

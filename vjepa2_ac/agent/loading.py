@@ -28,7 +28,6 @@ class ModelNotAvailable(FileNotFoundError):
     """The requested world model cannot be found or fetched (message says what to pass instead)."""
 
 
-# ------------------------------------------------------------------------------------------------ loading
 def load_world_model(model: str | os.PathLike = BUNDLED_MODEL, *, checkpoint: str | os.PathLike | None = None,
                      device: str | torch.device = "cpu", planning: str | os.PathLike | None = None,
                      ) -> tuple[WorldModel, PlanningConfig, str]:
@@ -80,7 +79,6 @@ def load_world_model(model: str | os.PathLike = BUNDLED_MODEL, *, checkpoint: st
     return wm.eval(), config, description
 
 
-
 def check_device(device: str | torch.device) -> torch.device:
     """``torch.device(device)``, or a ``ValueError`` naming it when it is malformed or not available here."""
     try:
@@ -105,8 +103,6 @@ def make_env(planning: PlanningConfig, task: str, *, object: str = "cube", backe
     steps = max_steps or planning.task(task).max_steps
     return gym.make(planning.env_id(task), max_episode_steps=steps, render_mode="rgb_array",
                     **planning.env_kwargs_for(task, object=object, backend=backend, **env_kwargs))
-
-
 
 
 __all__ = ["BUNDLED_MODEL", "RELEASED_ENCODER", "ModelNotAvailable", "check_device", "load_world_model", "make_env"]

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.tasks import FINAL, TASK_NAMES, task_spec
+from planners.mpc import check_phase_ends
 from vjepa2_ac.atomic import atomic_write_text
 
 FILE_NAME = "planning.json"
@@ -193,13 +194,7 @@ class TaskPlan:
                 phases.append(PhaseSpec(**ph))
             except ValueError as err:
                 raise ValueError(f"phases[{i}]: {err}") from None
-        last = len(phases) - 1
-        for i, ph in enumerate(phases):
-            if i == last and (ph.steps is not None or ph.switch_energy is not None):
-                raise ValueError(f"phases[{i}] is the last phase and runs to the end of the episode: give it "
-                                 "\"steps\": null and no switch_energy")
-            if i < last and ph.steps is None and ph.switch_energy is None:
-                raise ValueError(f"phases[{i}] never ends: give it steps or switch_energy")
+        check_phase_ends([(ph.steps, ph.switch_energy) for ph in phases])  # the rule MPCAgent applies
         self.phases = phases
 
     @classmethod

@@ -57,6 +57,11 @@ def load_model_or_exit(args: argparse.Namespace):
         raise SystemExit(2) from None
 
 
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (its type name when it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     """``data`` as indented JSON at ``path``, atomically (temp file, then rename; mode 0644)."""
     import json

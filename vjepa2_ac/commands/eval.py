@@ -55,18 +55,23 @@ def episodes_path(json_path: Path) -> Path:
     return json_path.with_name(f"{json_path.stem}.episodes.jsonl")
 
 
-def _load_finished(path: Path, report: dict, identity: dict) -> dict:
-    """Finished episodes of an earlier run with the same identity (model, planning, planner, max steps)."""
+def _load_finished(json_path: Path, identity: dict) -> dict:
+    """Finished episodes of the earlier run written to ``json_path``, which must have the same identity (model,
+    planning, planner, max steps)."""
     import json
 
     from vjepa2_ac.eval import EpisodeResult
 
+    try:
+        report = json.loads(json_path.read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--resume: cannot read {json_path}: {err}") from None
     for key, value in identity.items():
         if report.get(key) != value:
-            raise SystemExit(f"--resume: {path.parent / (path.stem.removesuffix('.episodes') + '.json')} was made "
-                             f"with another {key} ({report.get(key)!r}, now {value!r}); resume only the same "
-                             "evaluation")
+            raise SystemExit(f"--resume: {json_path} was made with another {key} ({report.get(key)!r}, now "
+                             f"{value!r}); resume only the same evaluation")
     done = {}
+    path = episodes_path(json_path)
     if path.is_file():
         for line in path.read_text().splitlines():
             try:
@@ -106,12 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         jsonl = episodes_path(json_path)
         if args.resume:
-            try:
-                previous = json.loads(json_path.read_text())
-            except (OSError, ValueError) as err:
-                raise SystemExit(f"--resume: cannot read {json_path}: {err}") from None
-            identity = {k: report[k] for k in ("model", "planner", "planning", "max_steps")}
-            done = _load_finished(jsonl, previous, identity)
+            done = _load_finished(json_path, {k: report[k] for k in ("model", "planner", "planning", "max_steps")})
             print(f"resuming: {len(done)} finished episodes from {jsonl}")
         else:
             jsonl.unlink(missing_ok=True)

@@ -5,21 +5,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from vjepa2_ac.commands.common import add_threads_argument, apply_threads
+from vjepa2_ac.atomic import removed_if_left_empty
+from vjepa2_ac.commands.common import add_threads_argument, apply_threads, one_line
 
 
 def add_override_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (YAML value), e.g. --set total_steps=100 (repeatable)")
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def apply_overrides(config_cls, config, overrides: list[str], prog: str = "train"):
@@ -36,11 +32,11 @@ def apply_overrides(config_cls, config, overrides: list[str], prog: str = "train
         try:
             d[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise SystemExit(f"{prog}: --set {item}: not a YAML value ({_one_line(err)})") from None
+            raise SystemExit(f"{prog}: --set {item}: not a YAML value ({one_line(err)})") from None
     try:
         return config_cls.from_dict(d)
     except (TypeError, ValueError) as err:
-        raise SystemExit(f"{prog}: --set: {_one_line(err)}") from None
+        raise SystemExit(f"{prog}: --set: {one_line(err)}") from None
 
 
 def load_config(config_cls, args: argparse.Namespace, prog: str = "train"):
@@ -60,7 +56,7 @@ def load_config(config_cls, args: argparse.Namespace, prog: str = "train"):
     try:
         config = config_cls.from_yaml(args.config)
     except (OSError, TypeError, ValueError, yaml.YAMLError) as err:
-        raise SystemExit(f"{prog}: --config {args.config}: {_one_line(err)}") from None
+        raise SystemExit(f"{prog}: --config {args.config}: {one_line(err)}") from None
     return apply_overrides(config_cls, config, args.overrides, prog)
 
 
@@ -74,14 +70,6 @@ def check_inputs(prog: str, option: str, paths: list[str] | None) -> None:
             raise SystemExit(f"{prog}: {option} {p}: not readable")
 
 
-def _first_missing(path: Path) -> Path | None:
-    """The outermost directory that creating ``path`` would create (``None`` if ``path`` exists)."""
-    path, top = path.expanduser().absolute(), None
-    while not path.exists() and path != path.parent:
-        path, top = path.parent, path
-    return top
-
-
 @contextlib.contextmanager
 def user_errors(prog: str, out: str | os.PathLike) -> Iterator[None]:
     """Run a command's work with a fail-safe ``--out``:
@@ -92,9 +80,7 @@ def user_errors(prog: str, out: str | os.PathLike) -> Iterator[None]:
     * on any failure, the directories this command created for ``--out`` are removed again if no file was
       written into them.
     """
-    created = _first_missing(Path(out))
-    try:
-        path = Path(out).expanduser()
+    with removed_if_left_empty(out) as path:
         if path.exists() and not path.is_dir():
             raise SystemExit(f"{prog}: --out {out}: not a directory")
         try:
@@ -102,22 +88,11 @@ def user_errors(prog: str, out: str | os.PathLike) -> Iterator[None]:
             with tempfile.TemporaryFile(dir=path):
                 pass
         except OSError as err:
-            raise SystemExit(f"{prog}: --out {out}: not writable ({_one_line(err)})") from None
-        yield
-    except (ValueError, OSError) as err:
-        _remove_if_empty(created)
-        raise SystemExit(f"{prog}: {_one_line(err)}") from None
-    except BaseException:
-        _remove_if_empty(created)
-        raise
-
-
-def _remove_if_empty(directory: Path | None) -> None:
-    """Delete ``directory`` if nothing but (empty) directories lies under it."""
-    if directory is None or not directory.is_dir():
-        return
-    if not any(not p.is_dir() or p.is_symlink() for p in directory.rglob("*")):
-        shutil.rmtree(directory, ignore_errors=True)
+            raise SystemExit(f"{prog}: --out {out}: not writable ({one_line(err)})") from None
+        try:
+            yield
+        except (ValueError, OSError) as err:
+            raise SystemExit(f"{prog}: {one_line(err)}") from None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from vjepa2_ac.atomic import atomic_write_text
+from vjepa2_ac.atomic import atomic_write_text, removed_if_left_empty
 from vjepa2_ac.data.episode import PARTIAL_SUFFIX, EpisodeFile, EpisodeFormatError, EpisodeWriter
 
 POLICIES = ("expert", "noisy-expert", "random", "mix")
@@ -315,29 +315,6 @@ def check_dataset(config: CollectConfig) -> None:
                            f"rerun with the stored settings or collect into a new directory")
 
 
-def _created_dirs(out: Path) -> list[Path]:
-    """The directories ``out.mkdir(parents=True)`` would create, deepest first."""
-    created = []
-    path = out.absolute()
-    while not path.exists():
-        created.append(path)
-        path = path.parent
-    return created
-
-
-def _clean_failed(out: Path, created: list[Path], had_config: bool) -> None:
-    """After a failed run that wrote no episode: drop the config it stored and the directories it created."""
-    if any(out.glob("episode_*.h5")):
-        return
-    if not had_config:
-        (out / CONFIG_FILE).unlink(missing_ok=True)
-    for path in created:
-        try:
-            path.rmdir()
-        except OSError:  # not empty (something else is there): keep it and its parents
-            return
-
-
 def collect(config: CollectConfig, *, progress: bool = True) -> CollectSummary:
     """Collect ``config.episodes`` episodes into ``config.out``, skipping complete ones; returns counts.
 
@@ -346,13 +323,15 @@ def collect(config: CollectConfig, *, progress: bool = True) -> CollectSummary:
     out = Path(config.out)
     check_env_id(config.env_id)
     check_dataset(config)
-    created, had_config = _created_dirs(out), (out / CONFIG_FILE).exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        return _collect(config, out, progress)
-    except BaseException:
-        _clean_failed(out, created, had_config)
-        raise
+    had_config = (out / CONFIG_FILE).exists()
+    with removed_if_left_empty(out):
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            return _collect(config, out, progress)
+        except BaseException:  # no episode written: the settings it stored describe nothing
+            if not had_config and not any(out.glob("episode_*.h5")):
+                (out / CONFIG_FILE).unlink(missing_ok=True)
+            raise
 
 
 def _collect(config: CollectConfig, out: Path, progress: bool) -> CollectSummary:

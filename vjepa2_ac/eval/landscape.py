@@ -72,5 +72,4 @@ def _as_latent(world_model: Any, x: Any, name: str) -> Tensor:
     return world_model.encode(img[None])
 
 
-
 __all__ = ["Landscape", "energy_landscape", "landscape_actions"]

@@ -35,5 +35,4 @@ def replay_recorded(env: Any, episode: dict[str, Any], steps: int | None = None,
     return obs, info
 
 
-
 __all__ = ["load_recorded_cells", "replay_recorded"]

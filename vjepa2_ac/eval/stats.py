@@ -68,7 +68,6 @@ class CellResult:
         return out
 
 
-
 def results_table(cells: Sequence[CellResult]) -> str:
     """Markdown table: one row per cell."""
     lines = ["| task | object | backend | policy | success | 95% CI | mean final distance (cm) | s / action | episodes |",
@@ -78,7 +77,6 @@ def results_table(cells: Sequence[CellResult]) -> str:
                      f"({c.successes}/{c.episodes}) | {100 * c.ci_low:.0f}-{100 * c.ci_high:.0f}% | "
                      f"{100 * c.mean_final_distance:.1f} | {c.seconds_per_action:.3f} | {c.episodes} |")
     return "\n".join(lines)
-
 
 
 __all__ = ["CellResult", "results_table", "wilson_interval"]

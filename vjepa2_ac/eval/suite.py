@@ -46,7 +46,6 @@ def software_versions() -> dict[str, str | None]:
     return out
 
 
-
 def untrained_world_model(world_model: WorldModel, seed: int = 0) -> WorldModel:
     """The same (frozen) encoder with a freshly initialised predictor of the same architecture (baseline)."""
     from vjepa2_ac.model.predictor import ACPredictor
@@ -57,7 +56,6 @@ def untrained_world_model(world_model: WorldModel, seed: int = 0) -> WorldModel:
         predictor = ACPredictor(world_model.config)
     predictor = predictor.to(world_model.device).eval().requires_grad_(False)
     return WorldModel(world_model.encoder, predictor, memory_budget_mb=world_model.memory_budget_mb)
-
 
 
 def evaluate(world_model: WorldModel, planning: PlanningConfig, *, tasks: Sequence[str] = ("pick-place",),
@@ -130,7 +128,6 @@ def evaluate(world_model: WorldModel, planning: PlanningConfig, *, tasks: Sequen
                     finally:
                         env.close()
     return cells
-
 
 
 __all__ = ["BASELINES", "POLICIES", "evaluate", "software_versions", "untrained_world_model"]

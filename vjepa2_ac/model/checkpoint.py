@@ -143,5 +143,3 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict:
                   else " ".join(str(err).split())[:200] or type(err).__name__)
         raise CheckpointError(f"cannot read checkpoint {path}: not a readable torch checkpoint ({reason}): a "
                               "truncated or corrupt file, or not a torch checkpoint") from err
-
-

@@ -401,5 +401,3 @@ def pretrain(
     logger.close()
     barrier(info)
     return model_dir
-
-

@@ -13,6 +13,10 @@ Info (every ``reset`` and ``step``): ``is_success``, ``grasped``; the goal image
 ``[H, W, 3]``; names from ``envs.tasks``: e.g. ``grasped``, ``lifted``, ``placed``, and ``final``, the task's own
 goal) with their states ``goal_states`` (float32 ``[7]``), and ``goal_pixels`` / ``goal_state`` (the final one);
 ``action_clipped`` and ``applied_action``.
+
+Factors of variation (``factors=[...]``, names of ``envs.factors.FACTORS``; levels in :mod:`envs.factors`): one
+appearance per reset, drawn from its own stream, so the task (object pose, goal) is that of the same seed without
+factors; the observations and the goal images show it.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import numpy as np
 from gymnasium import spaces
 from scipy.spatial.transform import Rotation
 
+from envs.factors import Appearance, check_factors, sample_appearance
 from envs.scene_layout import CAMERAS, COMPOSITE_CAMERAS
 from envs.tasks import FINAL, task_spec
 
 BACKENDS = ("mujoco", "pybullet")
 LIFT_HEIGHT = 0.12  # grasp goal / "lifted over target" sub-goal: object raised this much above its rest height
 REACH_GOAL_BOX = ((0.35, -0.22, 0.10), (0.65, 0.22, 0.38))  # reach goals are drawn uniformly in this (low, high) box
+APPEARANCE_STREAM = 0xFAC7  # mixed into the seed of a reset's appearance generator (envs.factors)
 
 
 @dataclass
@@ -47,8 +53,9 @@ class FrankaEnvConfig:
     leash / leash_rotation: the integrated target stays within this distance (m / rad) of the measured pose.
     workspace_low / workspace_high: box (m) the commanded tool centre point is clipped to.
     randomize_object / randomize_goal: sample object pose / goal at reset (else fixed nominal ones).
-    randomize_lighting / randomize_table_color: appearance randomisation at reset.
-    camera_jitter: std of exterior camera position / look-at jitter (m) at reset (0 = off).
+    factors: names of ``envs.factors.FACTORS`` ("lighting", "table", "object_color", "camera", "distractors")
+        applied at every reset, at the levels fixed in ``envs/factors.py`` (a list is stored as a tuple). The task
+        (object pose, goal) of a seed is the same with and without them; ``()`` is the nominal scene.
     success_threshold: distance (m) for reach / place success.  render_goals: render goal images at reset.
     goal_gripper_yaw: the gripper's yaw in the grasp and pick-and-place goal images: "object" turns it to the
         object's faces (as the scripted expert grasps), "home" keeps the home orientation (all an xyz-only planner
@@ -79,9 +86,7 @@ class FrankaEnvConfig:
     workspace_high: tuple[float, float, float] = (0.80, 0.45, 0.60)
     randomize_object: bool = True
     randomize_goal: bool = True
-    randomize_lighting: bool = False
-    randomize_table_color: bool = False
-    camera_jitter: float = 0.0
+    factors: tuple[str, ...] = ()
     success_threshold: float = 0.05
     render_goals: bool = True
     goal_gripper_yaw: str = "object"
@@ -90,6 +95,10 @@ class FrankaEnvConfig:
     terminate_on_success: bool = False
     msaa: int = 0
     shadows: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.factors, list):
+            self.factors = tuple(self.factors)
 
     def validate(self) -> None:
         spec = task_spec(self.task)  # ValueError naming the valid task names
@@ -114,6 +123,7 @@ class FrankaEnvConfig:
         h = self.pregrasp_height
         if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0.0 <= h <= 0.3:  # also rejects NaN
             raise ValueError(f"pregrasp_height must be in [0, 0.3] m (0 = no pre-grasp sub-goal), got {self.pregrasp_height!r}")
+        check_factors(self.factors)  # ValueError naming `factors`, the unknown and the valid names
 
 
 def _make_sim(cfg: FrankaEnvConfig):
@@ -122,10 +132,27 @@ def _make_sim(cfg: FrankaEnvConfig):
         from envs.mujoco_sim import MujocoSim
 
         return MujocoSim(object=cfg.object, control_hz=cfg.control_hz, msaa=cfg.msaa, shadows=cfg.shadows,
-                         max_image_size=max(256, size))
+                         max_image_size=max(256, size), factors=cfg.factors)
     from envs.pybullet_sim import BulletSim
 
     return BulletSim(object=cfg.object, control_hz=cfg.control_hz, shadows=cfg.shadows)
+
+
+def _stream_words(state) -> list[int]:
+    """The integers of a bit generator's state (dict / array / int), in order."""
+    if isinstance(state, dict):
+        return [w for v in state.values() for w in _stream_words(v)]
+    if isinstance(state, np.ndarray):
+        return [int(x) for x in state.ravel()]
+    if isinstance(state, (int, np.integer)):
+        return [int(state) & (2**128 - 1)]  # SeedSequence takes non-negative ints
+    return []
+
+
+def appearance_rng(rng: np.random.Generator) -> np.random.Generator:
+    """The generator of a reset's appearance: seeded from ``rng``'s current state without drawing from it, so the
+    task's own samples are those of the env without factors."""
+    return np.random.default_rng([*_stream_words(rng.bit_generator.state), APPEARANCE_STREAM])
 
 
 def _yaw_aligned(mat: np.ndarray, object_quat: np.ndarray, symmetry: float) -> np.ndarray:
@@ -143,7 +170,8 @@ class FrankaEnv(gym.Env):
 
     Public getters used by drivers, data collection and planners: :meth:`get_ee_state` (DROID 7-vector),
     :meth:`get_ee_pose`, :meth:`get_object_pose`, :meth:`render` (``camera=`` any camera),
-    :meth:`render_configuration` (image of an arbitrary goal configuration), :attr:`goal` (task goal dict).
+    :meth:`render_configuration` (image of an arbitrary goal configuration), :attr:`goal` (task goal dict),
+    :attr:`appearance` (the :class:`envs.factors.Appearance` of this episode; ``None`` without factors).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -184,6 +212,7 @@ class FrankaEnv(gym.Env):
         self.observation_space = spaces.Dict(obs)
         self._ws_low, self._ws_high = np.asarray(cfg.workspace_low), np.asarray(cfg.workspace_high)
         self.goal: dict = {}
+        self.appearance: Appearance | None = None
         self.episode_id = -1
         self.sim.reset(np.array([0.5, 0.0, self.sim.object_rest_z]), np.array([1.0, 0, 0, 0]))
         self._home_pos, self._home_mat = self.sim.ee_pose()
@@ -274,28 +303,59 @@ class FrankaEnv(gym.Env):
         return np.asarray(object_pos) + Rotation.from_quat(object_quat, scalar_first=True).apply(
             self.sim.grasp_offset)
 
-    def _setup_task(self, rng: np.random.Generator, options: dict) -> None:
+    def _sample_task(self, rng: np.random.Generator, options: dict) -> tuple:
+        """The task's random draws (the only ones ``rng`` gives) and option overrides: object position and quaternion
+        (``None`` without an object) and the goal (reach / reach-with-object: position; grasp: lifted object;
+        pick-place: placed object position)."""
         cfg, sim = self.cfg, self.sim
         obj_pos, obj_quat = self._sample_object(rng) if sim.has_object else (None, None)
         if "object_pos" in options:
             obj_pos = np.asarray(options["object_pos"], float)
         if "object_quat" in options:
             obj_quat = np.asarray(options["object_quat"], float)
-        width = 2 * sim.object_half_width
-        hold_g = sim.closedness_for_gap(width) if sim.has_object else 1.0
-        grasp_g = hold_g if cfg.grasp_goal_gripper == "closed" else 0.0  # the "grasped" goal image's gripper
         rest = sim.object_rest_z
-        g = {"task": cfg.task, "hold_closedness": hold_g}
         if cfg.task == "reach":
-            sim.reset(obj_pos if sim.has_object else None, obj_quat)
             goal = self._sample_point(rng, *REACH_GOAL_BOX, [0.58, 0.14, 0.16],
                                       away_from=self._home_pos, min_dist=0.10)
             goal = np.asarray(options.get("goal", goal), float)
+        elif cfg.task == "grasp":
+            goal = obj_pos + [0.0, 0.0, LIFT_HEIGHT]
+        elif cfg.task == "reach-with-object":
+            goal = self._sample_point(rng, [0.38, -0.22, rest + 0.06], [0.65, 0.22, rest + 0.25],
+                                      [0.58, 0.15, rest + 0.10], away_from=self._held_start(), min_dist=0.10)
+            goal = np.asarray(options.get("goal", goal), float)
+        else:  # pick_place
+            target = self._sample_point(rng, [0.40, -0.18], [0.62, 0.18], [0.55, -0.12],
+                                        away_from=obj_pos[:2], min_dist=0.12)
+            target = np.asarray(options.get("goal", target), float)[:2]
+            goal = np.array([target[0], target[1], rest])
+        return obj_pos, obj_quat, goal
+
+    def _held_start(self) -> np.ndarray:
+        """Where reach-with-object starts the (held) object: under the gripper at home."""
+        return self._home_pos - self.sim.grasp_offset
+
+    def _keep_out_xy(self, obj_pos, goal) -> np.ndarray:
+        """xy points [k, 2] distractors keep clear of: the gripper's home, the goal, the object's start."""
+        points = [self._home_pos[:2], np.asarray(goal)[:2]]
+        if self.sim.has_object:
+            points.append((self._held_start() if self.cfg.task == "reach-with-object" else obj_pos)[:2])
+        return np.array(points, float)
+
+    def _setup_task(self, obj_pos, obj_quat, goal) -> None:
+        """Put the simulator in the start state of the sampled task and build ``self.goal`` (configs, states)."""
+        cfg, sim = self.cfg, self.sim
+        width = 2 * sim.object_half_width
+        hold_g = sim.closedness_for_gap(width) if sim.has_object else 1.0
+        grasp_g = hold_g if cfg.grasp_goal_gripper == "closed" else 0.0  # the "grasped" goal image's gripper
+        g = {"task": cfg.task, "hold_closedness": hold_g}
+        if cfg.task == "reach":
+            sim.reset(obj_pos if sim.has_object else None, obj_quat)
             g["position"] = goal
             g["configs"] = [(goal, self._home_mat, 0.0, obj_pos, obj_quat)]
         elif cfg.task == "grasp":
             sim.reset(obj_pos, obj_quat)
-            lifted = obj_pos + [0.0, 0.0, LIFT_HEIGHT]
+            lifted = goal
             g["position"] = lifted
             mat = self._goal_mat(obj_quat)
             g["configs"] = [
@@ -305,22 +365,15 @@ class FrankaEnv(gym.Env):
             ]
         elif cfg.task == "reach-with-object":
             held_quat = np.array([1.0, 0.0, 0.0, 0.0])  # held square to the (home-oriented) gripper
-            start_obj = self._home_pos - sim.grasp_offset
             sim.reset(obj_pos, obj_quat)
-            sim.place(self._home_pos, self._home_mat, hold_g, start_obj, held_quat)
+            sim.place(self._home_pos, self._home_mat, hold_g, self._held_start(), held_quat)
             sim.set_gripper_command(1.0)
             sim.settle(0.3)
-            goal = self._sample_point(rng, [0.38, -0.22, rest + 0.06], [0.65, 0.22, rest + 0.25],
-                                      [0.58, 0.15, rest + 0.10], away_from=start_obj, min_dist=0.10)
-            goal = np.asarray(options.get("goal", goal), float)
             g["position"] = goal
             g["configs"] = [(self._pinch_for_object(goal, held_quat), self._home_mat, hold_g, goal, held_quat)]
         else:  # pick_place
             sim.reset(obj_pos, obj_quat)
-            target = self._sample_point(rng, [0.40, -0.18], [0.62, 0.18], [0.55, -0.12],
-                                        away_from=obj_pos[:2], min_dist=0.12)
-            target = np.asarray(options.get("goal", target), float)[:2]
-            placed = np.array([target[0], target[1], rest])
+            placed = goal
             over = placed + [0.0, 0.0, LIFT_HEIGHT]
             mat = self._goal_mat(obj_quat)
             g["position"] = placed
@@ -357,18 +410,13 @@ class FrankaEnv(gym.Env):
         options = dict(options or {})
         cfg, sim, rng = self.cfg, self.sim, self.np_random
         self.episode_id += 1
-        if cfg.randomize_lighting or cfg.randomize_table_color or cfg.camera_jitter > 0:
-            table = None
-            if cfg.randomize_table_color:
-                table = np.concatenate([rng.uniform([0.35, 0.25, 0.15], [0.85, 0.75, 0.6]), [1.0]])
-            light = rng.uniform(0.6, 1.4) if cfg.randomize_lighting else 1.0
-            offsets = None
-            if cfg.camera_jitter > 0:
-                offsets = {n: (rng.normal(0, cfg.camera_jitter, 3), rng.normal(0, cfg.camera_jitter, 3))
-                           for n in CAMERAS}
-            sim.set_appearance(table, light, offsets)
+        appearance_gen = appearance_rng(rng) if cfg.factors else None  # before the task draws; consumes nothing
+        obj_pos, obj_quat, goal = self._sample_task(rng, options)
+        if cfg.factors:  # applied before the start state is built and the goal images are rendered
+            self.appearance = sample_appearance(cfg.factors, appearance_gen, self._keep_out_xy(obj_pos, goal))
+            sim.set_appearance(self.appearance)
         # The goal images are rendered kinematically before any physics step of the episode.
-        self._setup_task(rng, options)
+        self._setup_task(obj_pos, obj_quat, goal)
         self._render_goals()
         self._cmd_pos, self._cmd_mat = sim.ee_pose()
         self._cmd_g = 1.0 if cfg.task == "reach-with-object" else 0.0

@@ -13,6 +13,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from envs.factors import DISTRACTOR_COUNT, DISTRACTOR_SHAPES, DISTRACTOR_SIZE, TEXTURE_CELLS, texture_image
 from envs.scene_layout import (  # noqa: F401  (re-exported)
     CAMERA_FOVY,
     CAMERA_FOVYS,
@@ -37,6 +38,7 @@ GRIPPER_JOINTS = tuple(
 )
 SERVO_KP = np.array([4500, 4500, 3500, 3500, 2000, 2000, 2000], dtype=float)
 SERVO_FORCE = np.array([87, 87, 87, 87, 12, 12, 12], dtype=float)
+DISTRACTOR_PARK = (0.0, 0.0, -10.0)  # where unused distractor bodies wait, far below the floor
 
 
 @dataclass
@@ -47,12 +49,18 @@ class SceneConfig:
     max_image_size: offscreen framebuffer size (the largest render you will ask for).
     msaa: offscreen multisampling (0 = off; 4 looks smoother, llvmpipe cost ~2x at 256 px).
     shadows: shadow-casting lights (slow on llvmpipe: +25-40 ms per frame).
+    table_textures: add the table texture materials ("table_checker", "table_noise") of the "table" factor.
+    distractors: add the static distractor bodies of the "distractors" factor ("distractor_box_{i}" and
+        "distractor_cylinder_{i}", i < 3, parked at DISTRACTOR_PARK; ``MujocoSim.set_appearance`` places them).
+    Both off (the default) leaves the scene exactly as without factors.
     """
 
     object: str = "cube"
     max_image_size: int = 640
     msaa: int = 4
     shadows: bool = False
+    table_textures: bool = False
+    distractors: bool = False
 
 
 def look_at_quat(pos, target) -> np.ndarray:
@@ -137,7 +145,35 @@ def build_scene(cfg: SceneConfig) -> mujoco.MjModel:
         world.add_camera(name=name, pos=list(pos), quat=look_at_quat(pos, target), fovy=camera_fovy(name))
     if cfg.object != "none":
         _add_object(spec, cfg.object)
+    if cfg.table_textures:
+        _add_table_materials(spec)
+    if cfg.distractors:
+        _add_distractors(spec)
     return spec.compile()
+
+
+def _add_table_materials(spec: mujoco.MjSpec) -> None:
+    """One material per textured table of the "table" factor; texrepeat and the colour are set at run time."""
+    for kind in TEXTURE_CELLS:
+        img = texture_image(kind)
+        tex = spec.add_texture(name=f"table_{kind}", type=mujoco.mjtTexture.mjTEXTURE_2D, width=img.shape[1],
+                               height=img.shape[0], nchannel=3)
+        tex.data = img.tobytes()
+        mat = spec.add_material(name=f"table_{kind}", texuniform=True, texrepeat=[1.0, 1.0])
+        mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = f"table_{kind}"
+
+
+def _add_distractors(spec: mujoco.MjSpec) -> None:
+    """Jointless (static) distractor bodies, one per shape and slot, built at the largest size (so the collision
+    bounds stay conservative when ``geom_size`` shrinks at run time) and parked far below the floor."""
+    half = DISTRACTOR_SIZE[1] / 2
+    sizes = {"box": [half] * 3, "cylinder": [half, half, 0.0]}
+    types = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER}
+    for shape in DISTRACTOR_SHAPES:
+        for i in range(DISTRACTOR_COUNT[1]):
+            body = spec.worldbody.add_body(name=f"distractor_{shape}_{i}", pos=list(DISTRACTOR_PARK))
+            body.add_geom(name=f"distractor_{shape}_{i}", type=types[shape], size=sizes[shape],
+                          rgba=[0.5, 0.5, 0.5, 1.0], friction=[1.0, 0.005, 0.0001])
 
 
 def build_arm_model() -> mujoco.MjModel:

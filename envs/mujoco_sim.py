@@ -9,23 +9,33 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from envs.factors import (
+    DISTRACTOR_COUNT,
+    DISTRACTOR_SHAPES,
+    Appearance,
+    light_rotation,
+    texture_period,
+    turned_frame,
+)
 from envs.mujoco_scene import (
     ARM_JOINTS,
     CAMERAS,
     COMPOSITE_CAMERAS,
     CUBE_HALF,
     CUP_RADIUS,
+    DISTRACTOR_PARK,
     GRIPPER_JOINTS,
     HOME_QPOS,
-    TABLE_RGBA,
     SceneConfig,
     build_arm_model,
     build_scene,
-    look_at_quat,
     render_composite,
 )
 
 DRIVER_RANGE = 0.8  # rad, right_driver_joint fully closed
+# A texuniform material on a box maps one texture image onto TEXREPEAT_SPAN / texrepeat metres (measured: the
+# checker squares then match PyBullet's, whose UVs are set in metres; docs/images/factors).
+TEXREPEAT_SPAN = 2.0
 PAD_HALF_THICKNESS = 0.004
 
 
@@ -81,10 +91,11 @@ class MujocoSim:
     home_qpos = HOME_QPOS
 
     def __init__(self, object: str = "cube", control_hz: float = 4.0, msaa: int = 4, shadows: bool = False,
-                 max_image_size: int = 640, interp_fraction: float = 0.6):
+                 max_image_size: int = 640, interp_fraction: float = 0.6, factors: tuple[str, ...] = ()):
         self.object_kind = object
         self.model = build_scene(SceneConfig(object=object, max_image_size=max_image_size, msaa=msaa,
-                                             shadows=shadows))
+                                             shadows=shadows, table_textures="table" in factors,
+                                             distractors="distractors" in factors))
         self.data = mujoco.MjData(self.model)
         self.ghost = mujoco.MjData(self.model)  # scratch data for rendering arbitrary configurations
         self.ik = DLSIK(build_arm_model())
@@ -108,7 +119,15 @@ class MujocoSim:
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._cam_ids = {n: m.camera(n).id for n in CAMERAS} | {"wrist": m.camera("handcam_rgb").id}
         self._cam_home = {n: (m.cam_pos[i].copy(), m.cam_quat[i].copy()) for n, i in self._cam_ids.items()}
-        self._light_home = m.light_diffuse.copy()
+        self._light_home = (m.light_pos.copy(), m.light_dir.copy(), m.light_diffuse.copy())
+        self._table = m.geom("table").id
+        self._table_rgba = m.geom_rgba[self._table].copy()
+        self._object_geoms = np.flatnonzero(m.geom_bodyid == self.obj_body) if self.has_object else np.zeros(0, int)
+        self._object_rgba = m.geom_rgba[self._object_geoms].copy()
+        self._distractor_slots = {  # shape -> [(body id, geom id)] (empty without the "distractors" factor)
+            shape: [(m.body(n).id, m.geom(n).id) for n in (f"distractor_{shape}_{i}" for i in range(DISTRACTOR_COUNT[1]))]
+            for shape in DISTRACTOR_SHAPES
+        } if "distractors" in factors else {}
         self._calibrate_gripper()
 
     # ----------------------------------------------------------------------------------------------- setup
@@ -260,16 +279,53 @@ class MujocoSim:
         self.set_configuration(self.ghost, ee_pos, ee_mat, closedness, object_pos, object_quat)
         return self.render(camera, height, width, data=self.ghost)
 
-    def set_appearance(self, table_rgba=None, light_scale: float = 1.0, camera_offsets=None) -> None:
-        """Table colour, light intensity and exterior camera pose offsets {name: (dpos [3], dlook [3])}."""
-        m = self.model
-        m.geom_rgba[m.geom("table").id] = TABLE_RGBA if table_rgba is None else table_rgba
-        m.light_diffuse[:] = self._light_home * light_scale
-        for name, (pos, target) in CAMERAS.items():
-            dpos, dlook = (np.zeros(3), np.zeros(3)) if not camera_offsets else camera_offsets[name]
+    def set_appearance(self, appearance: Appearance | None) -> None:
+        """Apply one reset's :class:`envs.factors.Appearance` to the model (``None``: the nominal scene, exactly);
+        the physics data is updated at once (``mj_forward``), goal-image renders (``self.ghost``) at their own
+        ``mj_forward``. Table textures and distractors need the sim built with the "table" / "distractors" factor."""
+        m, a = self.model, appearance or Appearance()
+        # lighting: the key light turned about its aim point on the table top; the diffuse light scaled and tinted
+        pos, direction, diffuse = self._light_home
+        m.light_pos[:], m.light_dir[:] = pos, direction
+        if a.light_yaw or a.light_tilt:
+            key = m.light("key").id
+            reach = -pos[key][2] / direction[key][2]  # along the beam down to the table top (z = 0)
+            m.light_dir[key] = light_rotation(direction[key], a.light_yaw, a.light_tilt) @ direction[key]
+            m.light_pos[key] = pos[key] + reach * (direction[key] - m.light_dir[key])
+        m.light_diffuse[:] = diffuse * a.light_scale * np.asarray(a.light_tint)
+        # table colour and texture
+        m.geom_rgba[self._table] = self._table_rgba if a.table_rgba is None else a.table_rgba
+        m.geom_matid[self._table] = -1
+        if a.table_texture != "plain":
+            mat = m.material(f"table_{a.table_texture}").id  # KeyError: not built with the "table" factor
+            m.geom_matid[self._table] = mat
+            m.mat_texrepeat[mat] = TEXREPEAT_SPAN / texture_period(a)
+        # object colour (every geom of the object)
+        m.geom_rgba[self._object_geoms] = self._object_rgba if a.object_rgba is None else a.object_rgba
+        # exterior cameras: shifted along the world axes, turned in their own frame
+        for name in CAMERAS:
             i = self._cam_ids[name]
-            m.cam_pos[i] = np.asarray(pos) + dpos
-            m.cam_quat[i] = look_at_quat(m.cam_pos[i], np.asarray(target) + dlook)
+            m.cam_pos[i], m.cam_quat[i] = self._cam_home[name]
+            if name in a.camera_offsets:
+                dpos, drot = a.camera_offsets[name]
+                frame = np.zeros(9)
+                mujoco.mju_quat2Mat(frame, m.cam_quat[i])
+                mujoco.mju_mat2Quat(m.cam_quat[i], turned_frame(frame.reshape(3, 3), drot).reshape(-1))
+                m.cam_pos[i] += np.asarray(dpos)
+        # distractors: the k-th one of a shape takes that shape's slot k; unused slots stay parked
+        if a.distractors and not self._distractor_slots:
+            raise ValueError("distractors need the MuJoCo scene built with the 'distractors' factor")
+        for slots in self._distractor_slots.values():
+            for body, _ in slots:
+                m.body_pos[body] = DISTRACTOR_PARK
+        used = dict.fromkeys(DISTRACTOR_SHAPES, 0)
+        for d in a.distractors:
+            body, geom = self._distractor_slots[d.shape][used[d.shape]]
+            used[d.shape] += 1
+            m.body_pos[body] = d.pos
+            m.geom_size[geom] = [d.size / 2] * 3 if d.shape == "box" else [d.size / 2, d.size / 2, 0.0]
+            m.geom_rgba[geom] = d.rgba
+        mujoco.mj_forward(m, self.data)
 
     def close(self) -> None:
         for r in self._renderers.values():

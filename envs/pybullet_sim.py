@@ -9,11 +9,25 @@ arbitrary configurations (goal images) without touching the physics client.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pybullet as pb
 import pybullet_data
+from PIL import Image
 from scipy.spatial.transform import Rotation
 
+from envs.factors import (
+    Appearance,
+    light_rotation,
+    look_at_frame,
+    texture_image,
+    texture_period,
+    turned_frame,
+)
 from envs.scene_layout import (
     CAMERAS,
     COMPOSITE_CAMERAS,
@@ -32,6 +46,9 @@ ARM_FORCE = np.array([87, 87, 87, 87, 12, 12, 12], dtype=float)
 EE_LINK, FINGERS, FINGER_OPEN = 11, (9, 10), 0.04
 FINGER_FORCE = 40.0
 PHYSICS_HZ = 240.0
+TABLE_HALF, TABLE_POS = (0.6, 0.6, 0.02), (0.45, 0.0, -0.02)
+LIGHT = {"lightDirection": (0.6, 0.6, 1.6), "lightDiffuseCoeff": 0.7}  # TinyRenderer light (ambient 0.45)
+TEXTURE_DIR = Path(tempfile.gettempdir()) / "vjepa2ac_textures"
 
 
 def _wxyz(q_xyzw) -> np.ndarray:
@@ -42,13 +59,53 @@ def _xyzw(q_wxyz) -> list:
     return [q_wxyz[1], q_wxyz[2], q_wxyz[3], q_wxyz[0]]
 
 
+def texture_file(kind: str) -> Path:
+    """PNG of ``envs.factors.texture_image(kind)`` in a cache directory (named by its content, written atomically)."""
+    img = texture_image(kind)
+    path = TEXTURE_DIR / f"{kind}_{hashlib.sha1(img.tobytes()).hexdigest()[:12]}.png"
+    if not path.exists():
+        TEXTURE_DIR.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".png", dir=TEXTURE_DIR)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                Image.fromarray(img).save(f, format="PNG")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def _box_mesh(half, period: float) -> dict:
+    """Vertices, indices, normals and UVs of a box (``half`` extents) whose faces repeat a texture every ``period``
+    metres (PyBullet's own box has no usable UVs; TinyRenderer wraps UVs beyond [0, 1])."""
+    half = np.asarray(half, float)
+    verts, idx, normals, uvs = [], [], [], []
+    for axis in range(3):
+        u_ax, v_ax = [a for a in range(3) if a != axis]
+        for sign in (1.0, -1.0):
+            n = np.zeros(3)
+            n[axis] = sign
+            base = len(verts)
+            for du, dv in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+                p = np.zeros(3)
+                p[axis], p[u_ax], p[v_ax] = sign * half[axis], du * half[u_ax], dv * half[v_ax]
+                verts.append(p.tolist())
+                normals.append(n.tolist())
+                uvs.append([p[u_ax] / period, p[v_ax] / period])
+            quad = [0, 1, 2, 0, 2, 3] if sign * (1 if (v_ax - u_ax) % 3 == 1 else -1) > 0 else [0, 2, 1, 0, 3, 2]
+            idx.extend(base + k for k in quad)
+    return {"vertices": verts, "indices": idx, "normals": normals, "uvs": uvs}
+
+
 class _World:
-    """One PyBullet client holding table, robot and object."""
+    """One PyBullet client holding table, robot, object and (with factors) the :class:`Appearance`'s distractors;
+    :meth:`build` applies ``self.appearance`` (``None``: the nominal scene)."""
 
     def __init__(self, object_kind: str):
         self.client = pb.connect(pb.DIRECT)
         self.object_kind = object_kind
-        self.table_rgba = TABLE_RGBA
+        self.appearance: Appearance | None = None
         self.build()
 
     def build(self) -> None:
@@ -57,10 +114,18 @@ class _World:
         pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
         pb.setGravity(0, 0, -9.81, physicsClientId=c)
         pb.setTimeStep(1.0 / PHYSICS_HZ, physicsClientId=c)
-        col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=[0.6, 0.6, 0.02], physicsClientId=c)
-        vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[0.6, 0.6, 0.02], rgbaColor=self.table_rgba,
-                                   physicsClientId=c)
-        self.table = pb.createMultiBody(0, col, vis, [0.45, 0, -0.02], physicsClientId=c)
+        a = self.appearance or Appearance()
+        table_rgba = TABLE_RGBA if a.table_rgba is None else a.table_rgba
+        col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=TABLE_HALF, physicsClientId=c)
+        if a.table_texture == "plain":
+            vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=TABLE_HALF, rgbaColor=table_rgba, physicsClientId=c)
+        else:
+            vis = pb.createVisualShape(pb.GEOM_MESH, rgbaColor=table_rgba, physicsClientId=c,
+                                       **_box_mesh(TABLE_HALF, texture_period(a)))
+        self.table = pb.createMultiBody(0, col, vis, TABLE_POS, physicsClientId=c)
+        if a.table_texture != "plain":
+            tex = pb.loadTexture(str(texture_file(a.table_texture)), physicsClientId=c)
+            pb.changeVisualShape(self.table, -1, textureUniqueId=tex, rgbaColor=table_rgba, physicsClientId=c)
         self.robot = pb.loadURDF("franka_panda/panda.urdf", [0, 0, 0], useFixedBase=True,
                                  flags=pb.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT, physicsClientId=c)
         gear = pb.createConstraint(self.robot, FINGERS[0], self.robot, FINGERS[1], pb.JOINT_GEAR, [1, 0, 0],
@@ -70,11 +135,24 @@ class _World:
             pb.changeDynamics(self.robot, link, lateralFriction=1.5, spinningFriction=0.002, physicsClientId=c)
         self.object = None
         if self.object_kind != "none":
-            self.object = self._make_object()
+            self.object = self._make_object(OBJECT_RGBA[self.object_kind] if a.object_rgba is None else a.object_rgba)
+        self.distractors = [self._make_distractor(d) for d in a.distractors]
         self.reset_robot(HOME_QPOS, 0.0)
 
-    def _make_object(self) -> int:
-        c, rgba = self.client, OBJECT_RGBA[self.object_kind]
+    def _make_distractor(self, d) -> int:
+        """A static (mass 0) box or cylinder resting on the table top."""
+        c, half = self.client, d.size / 2
+        if d.shape == "box":
+            col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=[half] * 3, physicsClientId=c)
+            vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[half] * 3, rgbaColor=d.rgba, physicsClientId=c)
+        else:
+            col = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=half, height=d.size, physicsClientId=c)
+            vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=half, length=d.size, rgbaColor=d.rgba,
+                                       physicsClientId=c)
+        return pb.createMultiBody(0, col, vis, list(d.pos), physicsClientId=c)
+
+    def _make_object(self, rgba) -> int:
+        c = self.client
         if self.object_kind == "cube":
             col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, physicsClientId=c)
             vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, rgbaColor=rgba, physicsClientId=c)
@@ -121,10 +199,6 @@ class _World:
             pb.resetBasePositionAndOrientation(self.object, list(pos), _xyzw(quat_wxyz), physicsClientId=self.client)
             pb.resetBaseVelocity(self.object, [0, 0, 0], [0, 0, 0], physicsClientId=self.client)
 
-    def set_table_color(self, rgba) -> None:
-        self.table_rgba = tuple(rgba)
-        pb.changeVisualShape(self.table, -1, rgbaColor=list(rgba), physicsClientId=self.client)
-
 
 class BulletSim:
     """Franka scene in PyBullet; same public methods as ``MujocoSim``. Quaternions are (w, x, y, z)."""
@@ -145,9 +219,10 @@ class BulletSim:
         self.object_rest_z = CUBE_HALF if object == "cube" else 0.0
         self.grasp_offset = np.array([0.0, 0.0, 0.0 if object == "cube" else 0.045])
         self.max_gap = 2 * FINGER_OPEN
-        self._light_scale = 1.0
-        self._cams = {n: (np.array(p, float), np.array(t, float)) for n, (p, t) in CAMERAS.items()}
-        self._cams_home = dict(self._cams)
+        nominal = Appearance()
+        self._ghost_scene = (None, nominal.table_texture, nominal.table_texture_scale, None, ())
+        self._light = dict(LIGHT)
+        self._cams = {n: (np.array(p, float), np.array(t, float), (0, 0, 1)) for n, (p, t) in CAMERAS.items()}
         info = [pb.getJointInfo(self.world.robot, j, physicsClientId=self.world.client) for j in range(7)]
         self.lo = np.array([i[8] for i in info])
         self.hi = np.array([i[9] for i in info])
@@ -248,16 +323,15 @@ class BulletSim:
             up = mat @ np.array([1.0, 0.0, 0.0])
             fov = 70.0
         elif camera in self._cams:
-            eye, target = self._cams[camera]
-            up, fov = [0, 0, 1], camera_fovy(camera)
+            eye, target, up = self._cams[camera]
+            fov = camera_fovy(camera)
         else:
             raise ValueError(f"camera must be one of {list(self.camera_names)}, got {camera!r}")
         view = pb.computeViewMatrix(list(eye), list(target), list(up), physicsClientId=world.client)
         proj = pb.computeProjectionMatrixFOV(fov, width / height, 0.01, 5.0, physicsClientId=world.client)
         img = pb.getCameraImage(width, height, view, proj, renderer=pb.ER_TINY_RENDERER, shadow=int(self.shadows),
-                                lightDirection=[0.6, 0.6, 1.6], lightDiffuseCoeff=0.7 * self._light_scale,
                                 lightAmbientCoeff=0.45, lightSpecularCoeff=0.05, flags=pb.ER_NO_SEGMENTATION_MASK,
-                                physicsClientId=world.client)[2]
+                                physicsClientId=world.client, **self._light)[2]
         return np.asarray(img, np.uint8).reshape(height, width, 4)[:, :, :3].copy()
 
     def render(self, camera: str = "exterior_1", height: int = 256, width: int = 256) -> np.ndarray:
@@ -268,14 +342,34 @@ class BulletSim:
         self._configure(self.ghost, ee_pos, ee_mat, closedness, object_pos, object_quat)
         return self._render_world(self.ghost, camera, height, width)
 
-    def set_appearance(self, table_rgba=None, light_scale: float = 1.0, camera_offsets=None) -> None:
-        rgba = TABLE_RGBA if table_rgba is None else tuple(table_rgba)
-        self.world.table_rgba = self.ghost.table_rgba = rgba  # survives the rebuild on reset
-        self.ghost.set_table_color(rgba)
-        self._light_scale = float(light_scale)
-        self._cams = {n: (p + (camera_offsets[n][0] if camera_offsets else 0.0),
-                          t + (camera_offsets[n][1] if camera_offsets else 0.0))
-                      for n, (p, t) in self._cams_home.items()}
+    def set_appearance(self, appearance: Appearance | None) -> None:
+        """Use one reset's :class:`envs.factors.Appearance` (``None``: the nominal scene): light and cameras at once,
+        the scene content (table, object colour, distractors) in the goal-image world at once and in the physics
+        world from its next rebuild (:meth:`reset`; the env calls this just before it)."""
+        a = appearance or Appearance()
+        self.world.appearance = self.ghost.appearance = appearance
+        scene = (a.table_rgba, a.table_texture, a.table_texture_scale, a.object_rgba, a.distractors)
+        if scene != self._ghost_scene:  # the goal-image world shows the new scene content
+            self.ghost.build()
+            self._ghost_scene = scene
+        self._light = dict(LIGHT)
+        if appearance is not None:
+            direction = np.asarray(LIGHT["lightDirection"])  # towards the light
+            self._light = {
+                "lightDirection": list(light_rotation(direction, a.light_yaw, a.light_tilt) @ direction),
+                "lightDiffuseCoeff": LIGHT["lightDiffuseCoeff"] * a.light_scale,
+                "lightColor": list(a.light_tint),
+            }
+        self._cams = {}
+        for name, (eye, target) in CAMERAS.items():
+            eye, target, up = np.array(eye, float), np.array(target, float), (0, 0, 1)
+            if name in a.camera_offsets:
+                dpos, drot = a.camera_offsets[name]
+                frame = turned_frame(look_at_frame(eye, target), drot)
+                dist = np.linalg.norm(target - eye)
+                eye = eye + np.asarray(dpos)
+                target, up = eye - dist * frame[:, 2], tuple(frame[:, 1])
+            self._cams[name] = (eye, target, up)
 
     def close(self) -> None:
         for w in (self.world, self.ghost):

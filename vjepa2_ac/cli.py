@@ -20,9 +20,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "post-train the AC predictor on episode datasets or latent caches (torchrun for many GPUs)"),
     "demo": ("demo", "a simulated episode (default: MuJoCo pick-and-place of the cube) planned from goal images; "
              "writes a video and a PNG sheet"),
-    "eval": ("eval", "closed-loop success rates with 95%% intervals over tasks x objects x backends, with baselines"),
+    "eval": ("eval", "closed-loop success rates of a suite (recipe, paper, shift) with 95%% intervals over tasks x "
+             "objects x backends (x factors), baselines and paired tests"),
+    "eval-offline": ("eval_offline", "the jepa-wms offline protocol: plan K steps on recorded segments, compare "
+                     "with the recorded actions"),
     "landscape": ("landscape", "energy landscape over xyz moves around the current pose for a (frame, goal) pair, "
                   "to PNG"),
+    "imagine": ("imagine", "what the world model predicts, decoded to pixels: real vs predicted frames and goals "
+                "(PNG grid, MP4, JSON)"),
+    "train-decoder": ("train_decoder", "train the small pixel decoder that `imagine` uses on a model's frozen latents"),
     "robot": ("robot", "run the V-JEPA 2-AC planner on a robot (real or SimDriver); capture goal images"),
     "upgrade-planning": ("upgrade_planning", "convert a planning.json of the format before phases into phases"),
 }

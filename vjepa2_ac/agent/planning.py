@@ -213,10 +213,13 @@ class TaskPlan:
 
 
 def _default_tasks() -> dict[str, TaskPlan]:
-    # One goal image per task, the gripper searched; pick-and-place through the paper's three sub-goal images,
-    # switched after 4 and 10 actions, then 4 more (V-JEPA 2, Sec. 4).
+    # The paper's protocol (V-JEPA 2, Sec. 4; the ``paper`` evaluation suite): one goal image per task, the gripper
+    # searched, except reach-with-object, which starts with the object in the hand and holds it (the released
+    # planner's ``close_gripper``); pick-and-place through the three sub-goal images switched after 4 and 10
+    # actions, then 4 more.
     pick_place = [PhaseSpec("grasped", 4), PhaseSpec("lifted", 10), PhaseSpec("placed")]
-    return {"reach": TaskPlan(20), "grasp": TaskPlan(20), "reach-with-object": TaskPlan(20),
+    return {"reach": TaskPlan(20), "grasp": TaskPlan(20),
+            "reach-with-object": TaskPlan(20, [PhaseSpec(gripper="closed")]),
             "pick-place": TaskPlan(18, pick_place)}
 
 

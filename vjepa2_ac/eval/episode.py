@@ -31,6 +31,7 @@ class EpisodeResult:
     energies / frame_energies / phases: per action: the plan's predicted energy, the observed frame's energy to
         the active phase's goal, the active phase's index (empty for the random baseline).
     latencies: seconds per action (encode + plan; action sampling for the random baseline).
+    factor: the distribution-shift factor of the scene (``None``: nominal; see ``vjepa2_ac.eval.suite``).
     """
 
     task: str
@@ -49,11 +50,12 @@ class EpisodeResult:
     latencies: list[float] = field(default_factory=list, repr=False)
     goals: list[tuple[str, np.ndarray]] = field(default_factory=list, repr=False)
     frames: np.ndarray | None = field(default=None, repr=False)
+    factor: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly scalars and per-step lists (no images)."""
-        return {"task": self.task, "object": self.object, "backend": self.backend, "policy": self.policy,
-                "seed": self.seed, "success": self.success, "final_distance": self.final_distance,
+        return {"task": self.task, "object": self.object, "backend": self.backend, "factor": self.factor,
+                "policy": self.policy, "seed": self.seed, "success": self.success, "final_distance": self.final_distance,
                 "steps": self.steps, "seconds_per_action": self.seconds_per_action,
                 "energies": list(self.energies), "frame_energies": list(self.frame_energies),
                 "phases": list(self.phases), "phase_goals": [name for name, _ in self.goals],
@@ -69,7 +71,7 @@ class EpisodeResult:
         if missing:
             raise ValueError(f"an episode record lacks {missing}")
         actions = np.asarray(data["actions"], np.float32).reshape(-1, 7)
-        return cls(**{k: data[k] for k in keys}, actions=actions)
+        return cls(**{k: data[k] for k in keys}, actions=actions, factor=data.get("factor"))
 
 
 def task_distance(env: Any, task: str) -> float:
@@ -104,7 +106,7 @@ class RandomPolicy:
 
 
 def run_episode(env: Any, world_model: Any | None, planning: PlanningConfig, task: str, *, seed: int,
-                policy: str | None = None, max_steps: int | None = None, planner: str | None = None,
+                policy: str | None = None, factor: str | None = None, max_steps: int | None = None, planner: str | None = None,
                 record_frames: bool = False, view: tuple[str, int] | None = None, progress: bool = False,
                 planner_overrides: dict[str, Any] | None = None) -> EpisodeResult:
     """Reset ``env`` with ``seed`` and run MPC with ``world_model`` (``None``: random actions) for up to
@@ -112,6 +114,7 @@ def run_episode(env: Any, world_model: Any | None, planning: PlanningConfig, tas
 
     view: ``(camera, size)`` records frames rendered from that camera at that size instead of the observations.
     policy: label stored in the result (default ``"model"``, or ``"random"`` when ``world_model`` is None).
+    factor: label of the scene's distribution-shift factor stored in the result (the env applies it).
     """
     from tqdm.auto import tqdm
 
@@ -176,7 +179,7 @@ def run_episode(env: Any, world_model: Any | None, planning: PlanningConfig, tas
         actions=np.stack(actions) if actions else np.zeros((0, 7), np.float32),
         energies=[float(r.plan_energy) for r in records], frame_energies=[float(r.frame_energy) for r in records],
         phases=[int(r.phase) for r in records], latencies=[float(x) for x in latencies],
-        goals=goals, frames=np.stack(frames) if frames else None)
+        goals=goals, frames=np.stack(frames) if frames else None, factor=factor)
 
 
 __all__ = ["EpisodeResult", "RandomPolicy", "run_episode", "task_distance"]

@@ -5,7 +5,8 @@ reproduces how the released code computes, not its text:
 
 * :func:`released_predictor_forward` evaluates an :class:`~vjepa2_ac.model.predictor.ACPredictor`'s weights the way
   the released module does: RoPE angles recomputed on every call, action/state tokens projected and rotated
-  separately and concatenated back, a slice of a prebuilt full-size mask, no cache.
+  separately and concatenated back, a slice of a prebuilt full-size mask, no cache; plain ``F.linear`` / ``F.gelu``
+  / ``F.scaled_dot_product_attention`` on the weights (not our modules' forwards or kernels).
 * :func:`released_world_model_step` re-runs the predictor on the whole trajectory so far and updates poses one
   sample at a time with scipy on the CPU.
 * :func:`released_cem` is the released CEM (xyz + gripper searched, per-axis clip, "momentum" on the old
@@ -27,6 +28,10 @@ from vjepa2_ac.model.predictor import ACPredictor, rope_rotary_dim
 # ------------------------------------------------------------------------------------------ predictor forward
 
 
+def _linear(layer: torch.nn.Linear, x: Tensor) -> Tensor:
+    return F.linear(x, layer.weight, layer.bias)
+
+
 def _rotate_released(x: Tensor, pos: Tensor) -> Tensor:
     """Angles recomputed per call in x's dtype, frequencies tiled (the released quirk), adjacent pairs."""
     half = x.shape[-1] // 2
@@ -46,7 +51,7 @@ def _released_attention(block, x: Tensor, mask: Tensor, T: int, grid: int, cond:
     steps = x.view(B, T, cond + grid * grid, C)
 
     def project(tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        qkv = attn.qkv(tokens).unflatten(-1, (3, heads, hd)).permute(2, 0, 3, 1, 4)
+        qkv = _linear(attn.qkv, tokens).unflatten(-1, (3, heads, hd)).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 
     t_ids = torch.arange(T, device=x.device)
@@ -68,7 +73,7 @@ def _released_attention(block, x: Tensor, mask: Tensor, T: int, grid: int, cond:
         return torch.cat([c, frame], dim=3).flatten(2, 3)
 
     out = F.scaled_dot_product_attention(merge(q, cq), merge(k, ck), merge(v, cv), attn_mask=mask)
-    return attn.proj(out.transpose(1, 2).reshape(B, S, C))
+    return _linear(attn.proj, out.transpose(1, 2).reshape(B, S, C))
 
 
 def released_predictor_forward(pred: ACPredictor, x: Tensor, actions: Tensor, states: Tensor) -> Tensor:
@@ -80,9 +85,9 @@ def released_predictor_forward(pred: ACPredictor, x: Tensor, actions: Tensor, st
     grid, cond = c.grid_size, c.cond_tokens
     B, TN, _ = x.shape
     T = TN // (grid * grid)
-    h = pred.predictor_embed(x).view(B, T, grid * grid, -1)
-    a = pred.action_encoder(actions).unsqueeze(2)
-    s = pred.state_encoder(states).unsqueeze(2)
+    h = _linear(pred.predictor_embed, x).view(B, T, grid * grid, -1)
+    a = _linear(pred.action_encoder, actions).unsqueeze(2)
+    s = _linear(pred.state_encoder, states).unsqueeze(2)
     h = torch.cat([a, s, h], dim=2).flatten(1, 2)
     L = cond + grid * grid
     full = c.max_steps * L  # the released module slices a prebuilt [max_steps*L, max_steps*L] mask
@@ -90,9 +95,9 @@ def released_predictor_forward(pred: ACPredictor, x: Tensor, actions: Tensor, st
     mask = (block[None, :] <= block[:, None])[: T * L, : T * L]
     for blk in pred.predictor_blocks:
         h = h + _released_attention(blk, blk.norm1(h), mask, T, grid, cond)
-        h = h + blk.mlp(blk.norm2(h))
+        h = h + _linear(blk.mlp.fc2, F.gelu(_linear(blk.mlp.fc1, blk.norm2(h))))
     h = h.view(B, T, L, -1)[:, :, cond:].flatten(1, 2)
-    return pred.predictor_proj(pred.predictor_norm(h))
+    return _linear(pred.predictor_proj, pred.predictor_norm(h))
 
 
 # ------------------------------------------------------------------------------------------ world-model step

@@ -213,3 +213,15 @@ def test_reach_failures_replays_and_walks_to_the_goal(tmp_path, capsys):
     assert "succeeded: 1 episodes" in out.out and "failed: 2 episodes" in out.out and "seeds" not in out.err
     with pytest.raises(SystemExit):
         bench.main([str(tmp_path / "missing.json")])
+
+
+def test_bench_plan_profile_prints_its_tables(monkeypatch, capsys):
+    bench = load("benchmarks/bench_plan_profile.py")
+    monkeypatch.setattr(sys, "argv", ["bench_plan_profile.py", "--repeats", "1", "--grids", "2", "--embed-dim", "32"])
+    bench.main()
+    out = capsys.readouterr().out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| fp32 ")]
+    assert rows and float(rows[0][2]) > 1.0  # GFLOP per plan of the bundled model (32 with its 64 x 5 budget)
+    assert "| matmul |" in out and "| Python and dispatch" in out
+    released = [line for line in out.splitlines() if line.startswith("| 2x2 | fp32 |")]
+    assert len(released) == 1 and released[0].split("|")[5].strip().endswith("x")

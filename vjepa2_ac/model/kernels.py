@@ -5,10 +5,11 @@ through oneDNN; under autocast it also casts every weight to bf16 on every call 
 serves weights that require grad, and a planning model's do not). :class:`Linear` is an ``nn.Linear`` (same
 parameters, same state dict) whose forward, when no gradient is needed, calls oneDNN directly:
 
-* fp32 and bf16 both go through oneDNN's matmul. On CPUs where MKL does not use AVX-512 (AMD EPYC) this is about
-  twice as fast in fp32; elsewhere it is on par. Results equal ``F.linear``'s to float rounding (bit for bit where
-  the reduction has one block, e.g. 128 input features).
-* the bf16 weight is cast once and cached until the parameter changes (its ``_version`` or storage);
+* fp32 goes through oneDNN's matmul. On CPUs where MKL does not use AVX-512 (AMD EPYC) this is about twice as
+  fast; elsewhere both use the same instructions (not measured on an AVX2-only CPU). Results equal ``F.linear``'s
+  to float rounding (bit for bit where the reduction has one block, e.g. 128 input features).
+* bf16 (on CPUs with native bf16: AVX512-BF16 or AMX) is the oneDNN matmul ``F.linear`` uses too, with the weight
+  cast once and cached until the parameter changes (its ``_version`` or storage);
 * ``gelu=True`` fuses the (exact, erf) GELU into the matmul.
 
 With gradients, on other devices, inside ``torch.compile`` or without oneDNN it is ``F.linear`` (and ``F.gelu``):
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_FAST_DTYPES = (torch.float32, torch.bfloat16)
+_NATIVE_BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+_FAST_DTYPES = (torch.float32, torch.bfloat16) if _NATIVE_BF16 else (torch.float32,)
 
 
 def onednn_available() -> bool:

@@ -58,7 +58,7 @@ def steps_per_second(backend: str, size: int, n_steps: int, **kw) -> float:
 
 
 def save_images(out: Path) -> list[Path]:
-    import imageio.v3 as iio
+    from PIL import Image
 
     out.mkdir(parents=True, exist_ok=True)
     cases = [(task, "cube", "mujoco") for task in TASK_NAMES]
@@ -73,7 +73,7 @@ def save_images(out: Path) -> list[Path]:
         name = env.spec.id.split("/")[1].replace("-v0", "").replace("Franka", "").lower()
         path = out / f"{name}_{obj}_{backend}.png"
         with atomic_path(path, suffix=".png") as tmp:
-            iio.imwrite(tmp, row)
+            Image.fromarray(row).save(tmp, format="PNG")
         paths.append(path)
         env.close()
     return paths

@@ -17,7 +17,7 @@ from vjepa2_ac.agent.planning import PhaseSpec
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # the library's packages, its declared dependencies and the standard library
 PUBLIC_MODULES = {"vjepa2_ac", "planners", "envs", "torch", "transformers", "numpy", "scipy", "safetensors",
-                  "huggingface_hub", "gymnasium", "mujoco", "pybullet", "h5py", "tqdm", "yaml", "imageio", "av",
+                  "huggingface_hub", "gymnasium", "mujoco", "pybullet", "h5py", "tqdm", "yaml", "av",
                   "pyarrow", "matplotlib", "PIL", *sys.stdlib_module_names}
 
 

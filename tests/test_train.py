@@ -591,3 +591,25 @@ def test_cli_user_errors_are_one_line_and_leave_no_empty_out(dataset, encoder_di
     with pytest.raises(SystemExit, match=r"^pretrain-encoder: .*divisible"):
         run_cli(pretrain_cmd, ["--data", dataset, "--config", tmp_path / "pre.yaml", "--out", out, "--no-progress"])
     assert not (tmp_path / "new").exists()
+
+
+def test_set_overrides_reach_into_mappings_and_merge():
+    from vjepa2_ac.commands.train import apply_overrides
+    from vjepa2_ac.training.config import TrainConfig
+
+    base = TrainConfig.from_dict({"predictor": {"predictor_embed_dim": 128, "depth": 4, "num_heads": 2},
+                                  "lr_scale": {"action_encoder": 50}})
+    cfg = apply_overrides(TrainConfig, base, ["predictor.depth=2", "total_steps=7"])
+    assert cfg.predictor == {"predictor_embed_dim": 128, "depth": 2, "num_heads": 2} and cfg.total_steps == 7
+    cfg = apply_overrides(TrainConfig, base, ["predictor={depth: 3, predict_residual: true}"])
+    assert cfg.predictor == {"predictor_embed_dim": 128, "depth": 3, "num_heads": 2, "predict_residual": True}
+    cfg = apply_overrides(TrainConfig, base, ["lr_scale.state_encoder=10"])
+    assert cfg.lr_scale == {"action_encoder": 50, "state_encoder": 10}
+    assert base.predictor["depth"] == 4  # the base config is not touched
+    for overrides, message in [(["predictor.dept=2"], r"unknown ACPredictorConfig fields \['dept'\]"),
+                               (["lr.x=1"], r"--set lr.x=1: lr is not a mapping"),
+                               (["nope.x=1"], r"unknown TrainConfig key 'nope'"),
+                               (["predictor.=1"], r"KEY may be dotted"),
+                               (["predictor"], r"expects KEY=VALUE")]:
+        with pytest.raises(SystemExit, match=message):
+            apply_overrides(TrainConfig, base, overrides)

@@ -10,9 +10,13 @@ Heavy modules (transformers) are imported on first use so that ``import vjepa2_a
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # the one place the version is typed is pyproject.toml
+    __version__ = version("vjepa2-ac")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
 
 _LAZY = {
     "Encoder": "vjepa2_ac.model.encoder",

@@ -15,11 +15,23 @@ from vjepa2_ac.commands.common import add_threads_argument, apply_threads, one_l
 
 def add_override_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field (YAML value), e.g. --set total_steps=100 (repeatable)")
+                        help="override a config field (YAML value), e.g. --set total_steps=100; a field of a "
+                             "mapping with a dotted key (--set predictor.depth=2); a mapping value merges into the "
+                             "file's (repeatable)")
+
+
+def _merged(base: dict, update: dict) -> dict:
+    """``base`` with ``update`` merged in, nested mappings key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def apply_overrides(config_cls, config, overrides: list[str], prog: str = "train"):
-    """``config`` with ``KEY=VALUE`` pairs applied (values parsed as YAML)."""
+    """``config`` with ``KEY=VALUE`` pairs applied (values parsed as YAML). ``a.b=V`` sets field ``b`` of the mapping
+    field ``a``; a mapping value for a mapping field merges into it (``predictor={depth: 2}`` keeps the file's other
+    predictor fields)."""
     import yaml
 
     if not overrides:
@@ -27,12 +39,24 @@ def apply_overrides(config_cls, config, overrides: list[str], prog: str = "train
     d = config.to_dict()
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"{prog}: --set expects KEY=VALUE, got {item!r}")
+        key = key.strip()
+        if not sep or not key or "" in key.split("."):
+            raise SystemExit(f"{prog}: --set expects KEY=VALUE (KEY may be dotted: predictor.depth), got {item!r}")
         try:
-            d[key.strip()] = yaml.safe_load(value)
+            value = yaml.safe_load(value)
         except yaml.YAMLError as err:
             raise SystemExit(f"{prog}: --set {item}: not a YAML value ({one_line(err)})") from None
+        *parents, last = key.split(".")
+        target = d
+        for i, part in enumerate(parents):
+            if i == 0 and part not in target:
+                raise SystemExit(f"{prog}: --set {item}: unknown {config_cls.__name__} key {part!r}; valid keys: "
+                                 f"{sorted(d)}")
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise SystemExit(f"{prog}: --set {item}: {'.'.join(parents[:i + 1])} is not a mapping")
+        target[last] = _merged(target[last], value) if isinstance(value, dict) and isinstance(target.get(last),
+                                                                                           dict) else value
     try:
         return config_cls.from_dict(d)
     except (TypeError, ValueError) as err:

@@ -168,6 +168,12 @@ class TrainConfig(_YamlConfig):
         if not isinstance(self.predictor, dict):
             raise ValueError(f"TrainConfig.predictor must be a mapping of ACPredictorConfig fields, got "
                              f"{type(self.predictor).__name__}")
+        from vjepa2_ac.model.predictor import ACPredictorConfig
+
+        valid = {f.name for f in fields(ACPredictorConfig)}
+        unknown = sorted(set(self.predictor) - valid)
+        if unknown:
+            raise ValueError(f"TrainConfig.predictor: unknown ACPredictorConfig fields {unknown}; valid: {sorted(valid)}")
         check_lr_scale(self.lr_scale, "TrainConfig.lr_scale")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"TrainConfig.grad_clip must be > 0 or null, got {self.grad_clip!r}")

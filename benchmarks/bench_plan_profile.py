@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import sys
 import time
 from collections import defaultdict
@@ -178,15 +177,10 @@ def bundled_tables(args: argparse.Namespace) -> None:
                                           for lb in profiles) + " |")
 
 
-def _released():
-    spec = importlib.util.spec_from_file_location("released_reference", ROOT / "tests" / "released_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def released_table(args: argparse.Namespace) -> None:
-    released = _released()
+    sys.path.insert(0, str(ROOT / "tests"))
+    import released_reference as released  # the test oracle: the released planning loop, plain PyTorch ops
+
     print("\n## Official-mode CEM (100 samples, top-10, 10 iterations, H=2) vs the released loop, same weights\n")
     print("| grid | dtype | released s / plan | ours s / plan | speed-up | max abs diff of the final mean |")
     print("|---|---|---|---|---|---|")

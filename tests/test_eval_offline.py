@@ -166,9 +166,11 @@ def test_config_checks_and_presets():
     assert OfflineConfig(goal_offset=2).planner.horizon == 2
     with pytest.raises(ValueError, match="horizon 3 must equal goal_offset 2"):
         OfflineConfig(goal_offset=2, planner=jepa_wms_cem(3))
-    with pytest.raises(ValueError, match="L1"):
-        OfflineConfig(cost="l2")
-    for bad in (dict(goal_offset=0), dict(segments=0), dict(seed=-1), dict(batch_size=0), dict(fps=0.0)):
+    assert OfflineConfig(cost="l2", context_window=2).cost == "l2"
+    with pytest.raises(ValueError, match="cost must be 'l1' or 'l2'"):
+        OfflineConfig(cost="l3")
+    for bad in (dict(goal_offset=0), dict(segments=0), dict(seed=-1), dict(batch_size=0), dict(fps=0.0),
+                dict(context_window=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             OfflineConfig(**bad)
 
@@ -242,9 +244,11 @@ def test_cli_jepa_wms_budget_and_lerobot_source(tmp_path, tiny_model_dir, monkey
     monkeypatch.setattr(offline, "JEPA_WMS_CEM", {**offline.JEPA_WMS_CEM, **TINY_CEM})  # keep the test fast
     out = tmp_path / "lr.json"
     assert main(["eval-offline", "--data", str(root), "--model", str(tiny_model_dir), "--episodes", "2",
-                 "--planner-budget", "jepa-wms", "--json", str(out), "--no-progress"]) == 0
+                 "--planner-budget", "jepa-wms", "--cost", "l2", "--context-window", "2", "--json", str(out),
+                 "--no-progress"]) == 0
     report = json.loads(out.read_text())
     assert report["planner_budget"] == "jepa-wms" and report["planner"]["search_rotation"] is True
+    assert report["cost"] == "l2" and report["context_window"] == 2
     segments = report["cells"][0]["segments"]
     assert all(s["step"] == 2 and s["episode"].startswith("episode ") for s in segments)
 
@@ -254,6 +258,7 @@ def test_cli_jepa_wms_budget_and_lerobot_source(tmp_path, tiny_model_dir, monkey
     (["--episodes", "0"], "--episodes must be >= 1"),
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--goal-offset", "9"], "--goal-offset 9 needs episodes of at least 10 frames at the model's rate"),
+    (["--context-window", "0"], "--context-window must be >= 1"),
 ])
 def test_cli_bad_numbers(tmp_path, tiny_model_dir, capsys, args, message):
     data = make_dataset(tmp_path / "d", [6, 4])

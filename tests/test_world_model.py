@@ -116,9 +116,9 @@ def test_energy_shapes(wm):
     assert e.shape == (5,)
     torch.testing.assert_close(e, (z - g).abs().mean(dim=(1, 2, 3)))
     torch.testing.assert_close(wm.energy(z, g.expand(5, -1, -1, -1)), e)
-    from vjepa2_ac.model.world_model import latent_l1
+    from vjepa2_ac.model.world_model import latent_distance
 
-    torch.testing.assert_close(latent_l1(z, g, rows_per_chunk=2), e)
+    torch.testing.assert_close(latent_distance(z, g, rows_per_chunk=2), e)
     with pytest.raises(ValueError, match="one frame per sample"):
         wm.energy(torch.randn(5, 2, 16, 128), g)
     with pytest.raises(ValueError, match="does not match"):

@@ -33,6 +33,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--planner-budget", choices=("model", "jepa-wms"), default="model",
                         help="CEM samples / elites / iterations: the model's planning.json ('model', default) or "
                              "jepa-wms's 300 / 10 / 15; the search region is jepa-wms's either way")
+    parser.add_argument("--cost", choices=("l1", "l2"), default="l1",
+                        help="planning energy: mean |z - goal| (l1, official, default) or mean squared (l2, jepa-wms)")
+    parser.add_argument("--context-window", type=int, default=None, metavar="W",
+                        help="rollout steps see only the last W frames (jepa-wms: 2); default: the whole history")
     parser.add_argument("--fps", type=float, default=4.0,
                         help="the model's control rate; faster recordings are subsampled (default: %(default)s Hz)")
     parser.add_argument("--batch-size", type=int, default=16,
@@ -148,11 +152,15 @@ def run(args: argparse.Namespace) -> int:
         planner = offline_planner(args.planner_budget, args.goal_offset, planning)
     except ValueError as err:
         raise SystemExit(f"--planner-budget {args.planner_budget}: {one_line(err)}") from None
+    if args.context_window is not None and args.context_window < 1:
+        raise SystemExit(f"--context-window must be >= 1 (frames each rollout step sees), got {args.context_window}")
     config = OfflineConfig(goal_offset=args.goal_offset, segments=args.episodes, seed=args.seed, fps=args.fps,
-                           planner=planner, budget=args.planner_budget, batch_size=args.batch_size)
+                           planner=planner, budget=args.planner_budget, cost=args.cost,
+                           context_window=args.context_window, batch_size=args.batch_size)
     versions = software_versions()
     report = {"suite": "offline", "vjepa2_ac_version": __version__, "versions": versions, "model": description,
               "planner_budget": args.planner_budget, "planner": planner_dict(planner), "cost": config.cost,
+              "context_window": config.context_window,
               "goal_offset": args.goal_offset, "episodes": args.episodes, "seed": args.seed, "fps": args.fps,
               "cells": []}
 
@@ -175,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     table = results_table(cells)
     print(f"world model: {description}; CEM {planner.samples} samples x {planner.iterations} iterations "
-          f"({args.planner_budget} budget), horizon {args.goal_offset}, L1 cost; seed {args.seed}; {wall:.0f} s")
+          f"({args.planner_budget} budget), horizon {args.goal_offset}, {args.cost.upper()} cost"
+          f"{'' if args.context_window is None else f', window {args.context_window}'}; seed {args.seed}; {wall:.0f} s")
     print(table)
     if json_path is not None:
         final = {**report, "wall_time_s": wall, "table": table, "cells": cells}

@@ -19,8 +19,9 @@ the update is not in the protocol's description: the plain CEM update is used (e
 the jepa-wms detail that sample 0 is the current mean is not reproduced. :func:`model_budget_cem` keeps that search
 region but takes samples, elites, iterations and numerics from the model's own ``planning.json``.
 
-Cost: ``WorldModel.energy`` is the L1 distance of the last predicted frame to the goal (the official energy, one of
-jepa-wms's two costs); the world model has no L2 energy, so ``cost="l1"`` is the only choice.
+Cost and unroll: ``WorldModel.energy`` of the last predicted frame to the goal, ``cost="l1"`` (the official energy)
+or ``"l2"`` (jepa-wms's default); rollouts see the whole history (official) or, with ``context_window=2``, the last
+two frames as jepa-wms unrolls. The world model's own settings are restored afterwards.
 
 Determinism: segment ``j`` is drawn from ``numpy.random.default_rng((seed, j))`` and planned with a
 ``torch.Generator`` seeded from ``(seed, j)``: results depend only on ``(seed, j)``, never on ``batch_size``.
@@ -98,7 +99,8 @@ class OfflineConfig:
     planner: the CEM settings; ``None`` = :func:`jepa_wms_cem` with horizon ``goal_offset``. Its horizon must be
         ``goal_offset``.
     budget: label of the planner settings recorded with the results (``"jepa-wms"`` or ``"model"``).
-    cost: the planning cost; only ``"l1"`` (``WorldModel.energy``) exists.
+    cost: the planning cost, ``"l1"`` or ``"l2"`` (``WorldModel.cost`` while planning).
+    context_window: ``None`` (the whole history) or the number of frames each rollout step sees (jepa-wms: 2).
     batch_size: segments read and encoded together (results do not depend on it).
     """
 
@@ -108,7 +110,8 @@ class OfflineConfig:
     fps: float = DEFAULT_FPS
     planner: CEMConfig | None = None
     budget: str = "jepa-wms"
-    cost: Literal["l1"] = "l1"
+    cost: Literal["l1", "l2"] = "l1"
+    context_window: int | None = None
     batch_size: int = 16
 
     def __post_init__(self) -> None:
@@ -118,9 +121,11 @@ class OfflineConfig:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
             raise ValueError(f"fps must be a finite number > 0, got {self.fps!r}")
-        if self.cost != "l1":
-            raise ValueError(f"cost must be 'l1', got {self.cost!r}: WorldModel.energy is the L1 distance only "
-                             "(the official energy); it has no L2 cost")
+        if self.cost not in ("l1", "l2"):
+            raise ValueError(f"cost must be 'l1' or 'l2', got {self.cost!r}")
+        if self.context_window is not None and (isinstance(self.context_window, bool)
+                                                or not isinstance(self.context_window, int) or self.context_window < 1):
+            raise ValueError(f"context_window must be None or an int >= 1, got {self.context_window!r}")
         if self.planner is None:
             self.planner = jepa_wms_cem(self.goal_offset)
         if self.planner.horizon != self.goal_offset:
@@ -328,6 +333,16 @@ def evaluate_offline(world_model: WorldModel, source: EpisodeSource, config: Off
     ``progress(done, total)`` is called after each segment. ``ValueError`` when states are not 7-d.
     """
     config = config if config is not None else OfflineConfig()
+    settings = world_model.cost, world_model.context_window
+    world_model.cost, world_model.context_window = config.cost, config.context_window
+    try:
+        return _evaluate_offline(world_model, source, config, progress)
+    finally:
+        world_model.cost, world_model.context_window = settings
+
+
+def _evaluate_offline(world_model: WorldModel, source: EpisodeSource, config: OfflineConfig,
+                      progress: Callable[[int, int], None] | None) -> OfflineResult:
     cfg, K = config.planner, config.goal_offset
     segments = sample_segments(source, K, config.segments, config.seed, config.fps)
     at_rate, _ = frames_at_rate(source, config.fps)

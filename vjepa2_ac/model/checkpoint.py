@@ -40,6 +40,37 @@ def strip_official_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tenso
     return out
 
 
+LAYOUTS = ("official", "jepa-wms")
+
+
+def predictor_layout(state_dict: Mapping[str, Any]) -> str:
+    """``"jepa-wms"`` for a predictor state dict saved by jepa-wms (``proprio_encoder.*``, or no conditioning
+    encoder but the action's: its ``vjepa2_ac_droid``), else ``"official"`` (prefixes already deleted)."""
+    if any(k.startswith("proprio_encoder.") for k in state_dict):
+        return "jepa-wms"
+    if not any(k.startswith(("state_encoder.", "extrinsics_encoder.")) for k in state_dict):
+        return "jepa-wms"
+    return "official"
+
+
+def from_jepawms_layout(state_dict: Mapping[str, Tensor], *, use_extrinsics: bool = False) -> dict[str, Tensor]:
+    """A jepa-wms predictor state dict (prefixes deleted) in the official names: ``proprio_encoder.*`` ->
+    ``state_encoder.*``. jepa-wms stores no ``extrinsics_encoder`` when extrinsics are off (both DROID
+    checkpoints); the official module always has that (unused) layer, so it is filled with zeros then."""
+    out = {}
+    for key, value in state_dict.items():
+        new = "state_encoder." + key.removeprefix("proprio_encoder.") if key.startswith("proprio_encoder.") else key
+        if new in out:
+            raise CheckpointError(f"both {key!r} and another key map to {new!r}")
+        out[new] = value
+    if not use_extrinsics and "extrinsics_encoder.weight" not in out and "action_encoder.weight" in out:
+        width, action_dim = out["action_encoder.weight"].shape
+        like = out["action_encoder.weight"]
+        out["extrinsics_encoder.weight"] = like.new_zeros(width, action_dim - 1)
+        out["extrinsics_encoder.bias"] = like.new_zeros(width)
+    return out
+
+
 def check_tensors(expected: Mapping[str, torch.Size], state_dict: Mapping[str, Any], *, what: str,
                   ignore_unexpected: Iterable[str] = (), floating: bool = False) -> None:
     """Raise :class:`CheckpointError` listing missing, unexpected, non-tensor (or, with ``floating``,

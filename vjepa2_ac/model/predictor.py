@@ -12,7 +12,7 @@ three additions for planning speed:
   instead of the flash kernel). fp32 results agree to float rounding; the tested fp32 plans are the same bit for bit.
 
 Shapes: ``B`` batch, ``T`` time steps, ``N = (img/patch)^2`` patch tokens per frame, ``D`` encoder width,
-``C`` predictor width, ``L = N + 2`` tokens per step (``N + 3`` with extrinsics).
+``C`` predictor width, ``L = N + 2`` tokens per step (``N + 3`` with extrinsics, ``N + 1`` without the state token).
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class ACPredictorConfig:
     mlp_ratio: float = 4.0
     action_embed_dim: int = 7
     use_extrinsics: bool = False
+    # 1: the official ``[action, state]`` conditioning tokens per step; 0: ``[action]`` only, as in jepa-wms's
+    # retrained ``vjepa2_ac_droid`` (its ``proprio_tokens``); the state then only drives pose propagation.
+    state_tokens: int = 1
     is_frame_causal: bool = True
     use_rope: bool = True
     layer_norm_eps: float = 1e-6
@@ -71,6 +74,8 @@ class ACPredictorConfig:
                 f"predictor_embed_dim ({self.predictor_embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.head_dim % 2:
             raise ValueError(f"head dim must be even for RoPE, got {self.head_dim}")
+        if self.state_tokens not in (0, 1) or isinstance(self.state_tokens, bool):
+            raise ValueError(f"ACPredictorConfig.state_tokens must be 0 or 1, got {self.state_tokens!r}")
         if not isinstance(self.predict_residual, bool):
             raise ValueError(f"ACPredictorConfig.predict_residual must be a bool, got {self.predict_residual!r}")
         if not self.use_rope:
@@ -87,8 +92,8 @@ class ACPredictorConfig:
 
     @property
     def cond_tokens(self) -> int:
-        """Conditioning tokens per step: action + state (+ extrinsics)."""
-        return 3 if self.use_extrinsics else 2
+        """Conditioning tokens per step: action (+ state) (+ extrinsics)."""
+        return 1 + self.state_tokens + int(self.use_extrinsics)
 
     @property
     def tokens_per_step(self) -> int:
@@ -307,7 +312,8 @@ class ACPredictor(nn.Module):
         C = config.predictor_embed_dim
         self.predictor_embed = Linear(config.embed_dim, C)
         self.action_encoder = Linear(config.action_embed_dim, C)
-        self.state_encoder = Linear(config.action_embed_dim, C)
+        if config.state_tokens:
+            self.state_encoder = Linear(config.action_embed_dim, C)
         # Stored in the released checkpoint even though it is unused there (use_extrinsics=False).
         self.extrinsics_encoder = Linear(config.action_embed_dim - 1, C)
         self.predictor_blocks = nn.ModuleList(
@@ -336,13 +342,28 @@ class ACPredictor(nn.Module):
             nn.init.zeros_(self.predictor_proj.weight)
 
     # -- official checkpoints
-    def load_official_state_dict(self, state_dict: dict[str, Tensor]) -> None:
-        """Load an official predictor state dict (``module.``/``backbone.`` deleted wherever they occur), strictly.
+    def load_official_state_dict(self, state_dict: dict[str, Tensor], layout: str | None = None) -> None:
+        """Load an official or jepa-wms predictor state dict (``module.``/``backbone.`` deleted wherever they occur),
+        strictly.
 
-        Raises ``ValueError`` naming every missing, unexpected or mis-shaped key; on error nothing is loaded."""
-        from vjepa2_ac.model.checkpoint import load_state_dict_strict, strip_official_prefixes
+        ``layout``: ``"official"`` (vjepa2), ``"jepa-wms"`` (``proprio_encoder.*``, no ``extrinsics_encoder``) or
+        ``None`` to detect it (:func:`~vjepa2_ac.model.checkpoint.predictor_layout`). Raises ``ValueError`` naming
+        every missing, unexpected or mis-shaped key; on error nothing is loaded."""
+        from vjepa2_ac.model.checkpoint import (
+            LAYOUTS,
+            from_jepawms_layout,
+            load_state_dict_strict,
+            predictor_layout,
+            strip_official_prefixes,
+        )
 
-        load_state_dict_strict(self, strip_official_prefixes(state_dict), what="AC predictor")
+        sd = strip_official_prefixes(state_dict)
+        layout = layout or predictor_layout(sd)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS} (or None to detect it), got {layout!r}")
+        if layout == "jepa-wms":
+            sd = from_jepawms_layout(sd, use_extrinsics=self.config.use_extrinsics)
+        load_state_dict_strict(self, sd, what=f"AC predictor ({layout} layout)")
 
     # -- cached tables
     def rope_tables(self, steps: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -413,7 +434,7 @@ class ACPredictor(nn.Module):
                              f"(num_frames // tubelet_size)")
 
         x = self.predictor_embed(z)  # [B, T, N, C]
-        cond = [self.action_encoder(actions), self.state_encoder(states)]
+        cond = [self.action_encoder(actions)] + ([self.state_encoder(states)] if c.state_tokens else [])
         if c.use_extrinsics:
             cond.append(self.extrinsics_encoder(extrinsics))
         x = torch.cat([torch.stack(cond, dim=2).to(x.dtype), x], dim=2).flatten(1, 2)  # [B, T*L, C]
@@ -445,7 +466,10 @@ class ACPredictor(nn.Module):
         token depends on the row's action and the blocks run batched as usual."""
         c = self.config
         B, L, H, hd = actions.shape[0], c.tokens_per_step, c.num_heads, c.head_dim
-        shared = torch.cat([self.state_encoder(states)[:, :, None], self.predictor_embed(z)], dim=2).flatten(1, 2)
+        shared = self.predictor_embed(z)  # [1, 1, N, C], then the state token in front of it
+        if c.state_tokens:
+            shared = torch.cat([self.state_encoder(states)[:, :, None].to(shared.dtype), shared], dim=2)
+        shared = shared.flatten(1, 2)
         x_a = self.action_encoder(actions).to(shared.dtype)  # [B, 1, C]
         compute_dtype = shared.dtype
         if torch.is_autocast_enabled(shared.device.type):

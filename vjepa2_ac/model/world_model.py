@@ -19,10 +19,14 @@ from torch import Tensor, nn
 
 from vjepa2_ac.atomic import atomic_directory
 from vjepa2_ac.model.checkpoint import (
+    LAYOUTS,
     RELEASED_AC_URL,
     CheckpointError,
+    from_jepawms_layout,
+    is_url,
     load_state_dict_strict,
     load_torch_checkpoint,
+    predictor_layout,
     resolve_file,
     strip_official_prefixes,
 )
@@ -51,10 +55,19 @@ class WorldModel(nn.Module):
         predictor: the :class:`ACPredictor`.
         memory_budget_mb: if set, :meth:`rollout` processes samples in chunks sized so that the estimated peak
             activation + cache memory of one chunk stays under this budget.
+        cost: the planning energy, ``"l1"`` (official: mean |z - goal|) or ``"l2"`` (jepa-wms's default: mean
+            squared difference).
+        context_window: ``None`` (official: rollouts see the whole history) or ``W`` (jepa-wms: the last ``W``
+            frames, ``W = 2``); the default of :meth:`rollout`. Both are attributes planners pick up.
     """
 
-    def __init__(self, encoder: Encoder | None, predictor: ACPredictor, *, memory_budget_mb: float | None = None):
+    def __init__(self, encoder: Encoder | None, predictor: ACPredictor, *, memory_budget_mb: float | None = None,
+                 cost: str = "l1", context_window: int | None = None):
         super().__init__()
+        _check_cost(cost)
+        _check_window(context_window)
+        self.cost = cost
+        self.context_window = context_window
         if encoder is not None:
             if encoder.embed_dim != predictor.config.embed_dim:
                 raise ValueError(f"encoder width {encoder.embed_dim} != predictor embed_dim "
@@ -116,7 +129,7 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ rollout
     def rollout(self, z0: Tensor, s0: Tensor, actions: Tensor, *, use_cache: bool = True,
-                chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+                chunk_size: int | None = None, context_window: int | None = None) -> tuple[Tensor, Tensor]:
         """Autoregressive rollout from context latents.
 
         Args:
@@ -126,6 +139,10 @@ class WorldModel(nn.Module):
             use_cache: KV-cache earlier steps (exact for the block-causal predictor); ``False`` re-runs the
                 predictor on the whole prefix every step as the released planner does.
             chunk_size: samples per chunk; default from ``memory_budget_mb`` (all at once when unset).
+            context_window: ``W``: every step sees only the last ``W`` frames, their actions and states, with time
+                positions counted from the window's first frame, as jepa-wms unrolls (``ctxt_window: 2``); the
+                window is recomputed each step (no cache: the positions shift). Default: the model's
+                ``context_window`` (``None``: the whole history, official).
         Returns:
             predicted latents ``[B, H, N, D]`` (normalised) and the states after each action ``[B, H, 7]``.
         Differentiable with respect to ``actions`` when grad mode is on.
@@ -142,19 +159,22 @@ class WorldModel(nn.Module):
         if T0 + horizon - 1 > self.config.max_steps:
             raise ValueError(f"context {T0} + horizon {horizon} - 1 exceeds the predictor's {self.config.max_steps} "
                              "time steps")
+        context_window = self.context_window if context_window is None else context_window
+        _check_window(context_window)
         chunk = chunk_size or self.auto_chunk_size(B, T0 + horizon - 1)
         if chunk <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk}")
         if chunk >= B:
-            return self._rollout(z0, s0, actions, horizon, use_cache)
-        parts = [self._rollout(z0[i:i + chunk], s0[i:i + chunk], actions[i:i + chunk], horizon, use_cache)
-                 for i in range(0, B, chunk)]
+            return self._rollout(z0, s0, actions, horizon, use_cache, context_window)
+        parts = [self._rollout(z0[i:i + chunk], s0[i:i + chunk], actions[i:i + chunk], horizon, use_cache,
+                               context_window) for i in range(0, B, chunk)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    def _rollout(self, z0: Tensor, s0: Tensor, actions: Tensor, horizon: int, use_cache: bool):
+    def _rollout(self, z0: Tensor, s0: Tensor, actions: Tensor, horizon: int, use_cache: bool,
+                 window: int | None = None):
         T0 = z0.shape[1]
         latents, states = [], []
-        if use_cache and self.config.is_frame_causal:
+        if use_cache and self.config.is_frame_causal and window is None:
             needs_grad = torch.is_grad_enabled() and (actions.requires_grad or z0.requires_grad)
             cache = self.predictor.new_cache(None if needs_grad else T0 + horizon - 1)
             z_in, a_in, s_in = z0, actions[:, :T0], s0
@@ -171,7 +191,11 @@ class WorldModel(nn.Module):
             z_all, s_all = z0, s0
             for h in range(horizon):
                 a = actions[:, :T0 + h]
-                z_next = normalize_reps(self.predictor(z_all, a, s_all)[:, -1:]).float()
+                if window is None:
+                    z_next = normalize_reps(self.predictor(z_all, a, s_all)[:, -1:]).float()
+                else:
+                    z_next = normalize_reps(self.predictor(z_all[:, -window:], a[:, -window:],
+                                                           s_all[:, -window:])[:, -1:]).float()
                 s_next = compute_new_pose(s_all[:, -1:], a[:, -1:])
                 latents.append(z_next)
                 states.append(s_next)
@@ -196,11 +220,13 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ energy
     def energy(self, z_pred: Tensor, z_goal: Tensor) -> Tensor:
-        """``z_pred [B, 1, N, D]`` vs ``z_goal [B or 1, 1, N, D]`` -> ``[B]``: mean |z_pred - z_goal| (official).
+        """``z_pred [B, 1, N, D]`` vs ``z_goal [B or 1, 1, N, D]`` -> ``[B]``: mean |z_pred - z_goal| (``cost="l1"``,
+        official) or mean (z_pred - z_goal)^2 (``"l2"``, jepa-wms).
 
         ``ValueError`` naming the input when either holds a NaN or inf (checked on the ``[B]`` result, so the
         check costs nothing when all is finite)."""
-        e = latent_l1(z_pred, z_goal)
+        _check_cost(self.cost)
+        e = latent_distance(z_pred, z_goal, cost=self.cost)
         if not bool(torch.isfinite(e.detach()).all()):
             _check_finite(z_goal, "z_goal")
             _check_finite(z_pred, "z_pred")
@@ -299,39 +325,63 @@ class WorldModel(nn.Module):
                                  encoder_config: Any = None,
                                  predictor_config: ACPredictorConfig | Mapping | None = None,
                                  load_encoder: bool = True, device: str | torch.device | None = None,
-                                 dtype: torch.dtype | None = None, **kwargs) -> WorldModel:
-        """Load the released ``vjepa2-ac-vitg.pt`` (or a file laid out like it) from a path or URL.
+                                 dtype: torch.dtype | None = None, layout: str | None = None,
+                                 **kwargs) -> WorldModel:
+        """Load the released ``vjepa2-ac-vitg.pt``, a jepa-wms checkpoint (``vjepa2_ac_droid``, ``vjepa2_ac_oss``) or a
+        file laid out like them, from a path or URL.
 
         Only ``checkpoint["predictor"]`` (and ``["encoder"]`` when no ``encoder`` is given) are read: the file is
         memory-mapped, so the ~11.7 GB of target encoder and optimizer state are never loaded.
 
         Args:
-            encoder: an ``Encoder``, or a hub id / directory to load it from (e.g. the HF port
-                ``facebook/vjepa2-vitg-fpc64-256``); default: convert ``checkpoint["encoder"]``.
+            encoder: an ``Encoder``, a hub id / directory to load it from (e.g. the HF port
+                ``facebook/vjepa2-vitg-fpc64-256``) or a V-JEPA 2 checkpoint (``vitg.pt`` path or URL, its
+                ``"encoder"`` entry, converted with ``encoder_config``); default: convert ``checkpoint["encoder"]``.
+                jepa-wms checkpoints hold no encoder: pass one.
             encoder_config: config for converting ``checkpoint["encoder"]``: a ``VJEPA2Config``, an official-style
                 dict (``img_size, embed_dim, depth, num_heads, ...``) or a known hub id; default ViT-g/256.
             predictor_config: default: the released config with the widths/depth read off the weights.
             load_encoder: ``False`` builds a latent-only model (``encoder=None``).
+            layout: ``"official"`` or ``"jepa-wms"`` (``proprio_encoder.*``, no ``extrinsics_encoder``; without a
+                state encoder the model has ``state_tokens=0``); default: detected from the predictor's keys.
         """
         ckpt = load_torch_checkpoint(resolve_file(path_or_url))
         if not isinstance(ckpt, Mapping) or "predictor" not in ckpt:
             keys = list(ckpt)[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
             raise CheckpointError(f"{path_or_url}: expected a dict with a 'predictor' entry, got {keys}")
         pred_sd = strip_official_prefixes(ckpt["predictor"])
+        layout = layout or predictor_layout(pred_sd)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS} (or None to detect it), got {layout!r}")
+        if layout == "jepa-wms":
+            use_extrinsics = predictor_config is not None and dict(
+                predictor_config.to_dict() if isinstance(predictor_config, ACPredictorConfig) else predictor_config
+            ).get("use_extrinsics", False)
+            pred_sd = from_jepawms_layout(pred_sd, use_extrinsics=use_extrinsics)
         if predictor_config is None:
             predictor_config = infer_predictor_config(pred_sd)
         elif isinstance(predictor_config, Mapping):
             predictor_config = ACPredictorConfig.from_dict(dict(predictor_config))
         with torch.device("meta"):
             predictor = ACPredictor(predictor_config)
-        load_state_dict_strict(predictor, pred_sd, what=f"AC predictor ({path_or_url})")
+        load_state_dict_strict(predictor, pred_sd, what=f"AC predictor ({path_or_url}, {layout} layout)")
         predictor.eval().requires_grad_(False)
 
         enc = None
         if load_encoder:
             from vjepa2_ac.model.encoder import Encoder, vjepa2_config_from_official
 
-            if isinstance(encoder, (str, os.PathLike)):
+            if isinstance(encoder, (str, os.PathLike)) and (is_url(encoder) or Path(encoder).is_file()):
+                enc_ckpt = load_torch_checkpoint(resolve_file(encoder))  # a V-JEPA 2 checkpoint (vitg.pt)
+                if not isinstance(enc_ckpt, Mapping) or "encoder" not in enc_ckpt:
+                    raise CheckpointError(f"encoder {encoder}: expected a V-JEPA 2 checkpoint with an 'encoder' "
+                                          "entry (e.g. vitg.pt)")
+                if encoder_config is None or isinstance(encoder_config, str):
+                    encoder_config = Encoder.config_for(encoder_config or DEFAULT_ENCODER_ID)
+                elif isinstance(encoder_config, Mapping):
+                    encoder_config = vjepa2_config_from_official(dict(encoder_config))
+                enc = Encoder.from_official_state_dict(enc_ckpt["encoder"], encoder_config)
+            elif isinstance(encoder, (str, os.PathLike)):
                 enc = Encoder.from_pretrained(encoder)
             elif encoder is not None:
                 enc = encoder
@@ -353,8 +403,9 @@ class WorldModel(nn.Module):
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def latent_l1(z_pred: Tensor, z_goal: Tensor, rows_per_chunk: int = 64) -> Tensor:
-    """Mean absolute difference per sample: ``[B, 1, N, D]`` (or ``[B, N, D]``) vs ``[B or 1, ...]`` -> ``[B]``.
+def latent_distance(z_pred: Tensor, z_goal: Tensor, rows_per_chunk: int = 64, *, cost: str = "l1") -> Tensor:
+    """Mean absolute (``cost="l1"``) or squared (``"l2"``) difference per sample: ``[B, 1, N, D]`` (or
+    ``[B, N, D]``) vs ``[B or 1, ...]`` -> ``[B]``.
 
     Computed in row chunks so that ``B`` large does not materialise a full ``[B, N, D]`` difference."""
     if z_pred.ndim == 4:
@@ -370,18 +421,35 @@ def latent_l1(z_pred: Tensor, z_goal: Tensor, rows_per_chunk: int = 64) -> Tenso
         raise ValueError(f"z_goal {tuple(z_goal.shape)} does not match z_pred {tuple(z_pred.shape)} "
                          "(expected [B or 1, 1, N, D] against [B, 1, N, D])")
     B = z_pred.shape[0]
+
+    def distance(diff: Tensor) -> Tensor:
+        return (diff.square() if cost == "l2" else diff.abs()).mean(dim=(-2, -1))
+
     if B <= rows_per_chunk:
-        return (z_pred - z_goal).abs().mean(dim=(-2, -1))
+        return distance(z_pred - z_goal)
     out = []
     for i in range(0, B, rows_per_chunk):
         goal = z_goal if z_goal.shape[0] == 1 else z_goal[i:i + rows_per_chunk]
-        out.append((z_pred[i:i + rows_per_chunk] - goal).abs().mean(dim=(-2, -1)))
+        out.append(distance(z_pred[i:i + rows_per_chunk] - goal))
     return torch.cat(out)
 
 
+COSTS = ("l1", "l2")
+
+
+def _check_cost(cost: Any) -> None:
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+
+
+def _check_window(window: Any) -> None:
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ValueError(f"context_window must be None or an int >= 1, got {window!r}")
+
+
 def infer_predictor_config(state_dict: Mapping[str, Tensor], **overrides) -> ACPredictorConfig:
-    """The released config with ``embed_dim``, ``predictor_embed_dim``, ``depth`` and ``mlp_ratio`` read off
-    (cleaned) predictor weights. ``num_heads`` and ``img_size`` cannot be inferred: pass them if not released."""
+    """The released config with ``embed_dim``, ``predictor_embed_dim``, ``depth``, ``mlp_ratio`` and
+    ``state_tokens`` read off (cleaned, official-layout) predictor weights. ``num_heads`` and ``img_size`` cannot be inferred: pass them if not released."""
     try:
         embed = state_dict["predictor_embed.weight"]
         fc1 = state_dict["predictor_blocks.0.mlp.fc1.weight"]
@@ -390,7 +458,8 @@ def infer_predictor_config(state_dict: Mapping[str, Tensor], **overrides) -> ACP
         raise CheckpointError(f"cannot infer the predictor config: key {err} missing") from err
     depth = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("predictor_blocks."))
     fields = {"embed_dim": embed.shape[1], "predictor_embed_dim": embed.shape[0], "depth": depth,
-              "mlp_ratio": fc1.shape[0] / embed.shape[0], "action_embed_dim": action.shape[1]}
+              "mlp_ratio": fc1.shape[0] / embed.shape[0], "action_embed_dim": action.shape[1],
+              "state_tokens": int("state_encoder.weight" in state_dict)}
     fields.update(overrides)
     return ACPredictorConfig(**fields)
 

@@ -154,3 +154,25 @@ def test_the_encoder_can_come_from_a_vjepa2_checkpoint(vectors, official_small, 
     with pytest.raises(CheckpointError, match="expected a V-JEPA 2 checkpoint with an 'encoder' entry"):
         WorldModel.from_official_checkpoint(predictor_path, encoder=str(encoder_path),
                                             predictor_config=_config(entry).to_dict())
+
+
+def test_convert_writes_a_model_that_from_pretrained_loads(vectors, tmp_path, capsys):
+    from vjepa2_ac.cli import main
+
+    entry = vectors["noprop"]
+    path = tmp_path / "droid_vj2ac_noprop.pth.tar"
+    torch.save(entry["checkpoint"], path)
+    out = tmp_path / "converted"
+    assert main(["convert", str(path), "--out", str(out), "--predictor", '{"img_size": 64, "num_heads": 2}',
+                 "--cost", "l2", "--context-window", "2", "--encoder", "facebook/vjepa2-vitg-fpc64-256"]) == 0
+    assert "state tokens 0, cost l2, context window 2" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "predictor.safetensors"]
+    wm = WorldModel.from_pretrained(out, load_encoder=False)
+    assert wm.cost == "l2" and wm.context_window == 2 and wm.encoder is None
+    with torch.no_grad():
+        z, _ = wm.rollout(entry["latents"][:, :1], _states(entry)[:, :1], entry["unroll_ctx1_actions"])
+    torch.testing.assert_close(z, entry["unroll_ctx1_latents"][:, 1:], rtol=0, atol=ATOL)  # the saved window
+    assert main(["convert", str(path), "--out", str(out), "--predictor", "[1]"]) == 2
+    assert "--predictor must be a JSON object" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+    assert "missing.pt" in capsys.readouterr().err

@@ -613,3 +613,37 @@ def test_set_overrides_reach_into_mappings_and_merge():
                                (["predictor"], r"expects KEY=VALUE")]:
         with pytest.raises(SystemExit, match=message):
             apply_overrides(TrainConfig, base, overrides)
+
+
+def _main_first_worker(rank: int, world: int, port: int, marker: str) -> None:
+    import time
+
+    import torch.distributed as dist
+
+    from vjepa2_ac.training.distributed import main_process_first
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        with main_process_first():
+            if rank == 0:
+                time.sleep(0.5)  # a slow download: the others must not start before it ends
+                Path(marker).write_text("done")
+            elif not Path(marker).is_file():
+                raise AssertionError(f"rank {rank} entered before rank 0 finished")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_main_process_first_lets_rank_0_fetch_before_the_others(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from vjepa2_ac.training.distributed import main_process_first
+
+    with main_process_first():  # no process group: just the block
+        pass
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_main_first_worker, args=(3, port, str(tmp_path / "marker")), nprocs=3, join=True)

@@ -261,10 +261,13 @@ class WorldModel(nn.Module):
         _check_finite(x, name)
 
     # ------------------------------------------------------------------------------------------------ save / load
-    def save_pretrained(self, directory: str | os.PathLike, *, save_encoder: bool = True) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, *, save_encoder: bool = True,
+                        encoder_reference: str | None = None) -> Path:
         """Write ``config.json`` + ``predictor.safetensors`` (+ ``encoder/`` in HF layout) atomically.
 
-        With ``save_encoder=False`` only the encoder's hub id / path is recorded (it must have one)."""
+        With ``save_encoder=False`` only the encoder's hub id / path is recorded (it must have one).
+        ``encoder_reference``: the hub id / path to record for a latent-only model (``encoder=None``), e.g. a
+        converted checkpoint's encoder. A non-default ``cost`` / ``context_window`` is saved with the model."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
@@ -282,16 +285,48 @@ class WorldModel(nn.Module):
                     if not source:
                         raise ValueError("save_encoder=False needs an encoder loaded from a hub id or directory")
                     config["encoder"] = {"name_or_path": str(source)}
+            elif encoder_reference is not None:
+                config["encoder"] = {"name_or_path": str(encoder_reference)}
+            if self.cost != "l1":
+                config["cost"] = self.cost
+            if self.context_window is not None:
+                config["context_window"] = self.context_window
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         return directory
 
+    def push_to_hub(self, repo_id: str, *, token: str | bool | None = None, private: bool | None = None,
+                    revision: str | None = None, commit_message: str = "Upload vjepa2-ac world model",
+                    save_encoder: bool = True, card: str | None = None) -> str:
+        """Save the model (:meth:`save_pretrained`) and upload it to the hub repo ``repo_id`` (created if needed)
+        with ``huggingface_hub``; ``card`` (Markdown with YAML metadata) becomes its ``README.md`` (default: a short
+        card naming the library, licence and tags). Returns the commit URL."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model", save_encoder=save_encoder)
+            (folder / "README.md").write_text(card if card is not None else default_card(repo_id))
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
+                                       commit_message=commit_message, repo_type="model")
+        return str(getattr(commit, "commit_url", commit))
+
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, load_encoder: bool = True, **kwargs) -> WorldModel:
-        """Load a model saved by :meth:`save_pretrained`: a local directory, a bundled model name, or a hub repo id."""
+                        dtype: torch.dtype | None = None, load_encoder: bool = True, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                        local_files_only: bool = False, **kwargs) -> WorldModel:
+        """Load a model saved by :meth:`save_pretrained`: a local directory, a bundled model name, or a hub repo id.
+
+        Hub repos are fetched with ``huggingface_hub.snapshot_download`` (``revision``, ``token``, ``cache_dir``,
+        ``local_files_only``; its cache, resumed downloads and ``HF_HUB_OFFLINE`` apply). ``kwargs`` go to the
+        constructor (``memory_budget_mb``, ``cost``, ``context_window``) and override the saved ones."""
         from safetensors.torch import load_file
 
-        directory = resolve_model_dir(name_or_dir)
+        directory = resolve_model_dir(name_or_dir, revision=revision, token=token, cache_dir=cache_dir,
+                                      local_files_only=local_files_only)
         config_path = directory / "config.json"
         if not config_path.is_file():
             raise FileNotFoundError(f"{directory} is not a vjepa2-ac world model directory (no config.json)")
@@ -315,7 +350,8 @@ class WorldModel(nn.Module):
 
             source = directory / enc_cfg["path"] if "path" in enc_cfg else enc_cfg["name_or_path"]
             encoder = Encoder.from_pretrained(source, dtype=dtype, device=device)
-        model = cls(encoder, predictor.eval(), **kwargs)
+        saved = {k: config[k] for k in ("cost", "context_window") if k in config}
+        model = cls(encoder, predictor.eval(), **{**saved, **kwargs})
         model.predictor.requires_grad_(False)
         return model.to(device=device, dtype=dtype) if (device or dtype) else model
 
@@ -340,7 +376,8 @@ class WorldModel(nn.Module):
                 jepa-wms checkpoints hold no encoder: pass one.
             encoder_config: config for converting ``checkpoint["encoder"]``: a ``VJEPA2Config``, an official-style
                 dict (``img_size, embed_dim, depth, num_heads, ...``) or a known hub id; default ViT-g/256.
-            predictor_config: default: the released config with the widths/depth read off the weights.
+            predictor_config: an ``ACPredictorConfig``, or a mapping of fields over the default: the released config
+                with the widths, depth and state tokens read off the weights.
             load_encoder: ``False`` builds a latent-only model (``encoder=None``).
             layout: ``"official"`` or ``"jepa-wms"`` (``proprio_encoder.*``, no ``extrinsics_encoder``; without a
                 state encoder the model has ``state_tokens=0``); default: detected from the predictor's keys.
@@ -360,8 +397,8 @@ class WorldModel(nn.Module):
             pred_sd = from_jepawms_layout(pred_sd, use_extrinsics=use_extrinsics)
         if predictor_config is None:
             predictor_config = infer_predictor_config(pred_sd)
-        elif isinstance(predictor_config, Mapping):
-            predictor_config = ACPredictorConfig.from_dict(dict(predictor_config))
+        elif isinstance(predictor_config, Mapping):  # fields the weights cannot tell (img_size, num_heads, ...)
+            predictor_config = infer_predictor_config(pred_sd, **dict(predictor_config))
         with torch.device("meta"):
             predictor = ACPredictor(predictor_config)
         load_state_dict_strict(predictor, pred_sd, what=f"AC predictor ({path_or_url}, {layout} layout)")
@@ -437,6 +474,15 @@ def latent_distance(z_pred: Tensor, z_goal: Tensor, rows_per_chunk: int = 64, *,
 COSTS = ("l1", "l2")
 
 
+def default_card(repo_id: str) -> str:
+    """A minimal hub model card: YAML metadata (licence, library, tags, pipeline) and how to load the model."""
+    return (f"---\nlicense: mit\nlibrary_name: vjepa2-ac\npipeline_tag: robotics\ntags:\n- robotics\n"
+            f"- world-model\n- v-jepa-2\n- vjepa2-ac\n---\n\n# {repo_id}\n\nA V-JEPA 2-AC world model (frozen "
+            f"encoder and action-conditioned predictor) saved by the vjepa2-ac library.\n\n```python\n"
+            f"from vjepa2_ac import WorldModel"
+            f"\n\nwm = WorldModel.from_pretrained(\"{repo_id}\")\n```\n")
+
+
 def _check_cost(cost: Any) -> None:
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
@@ -464,9 +510,10 @@ def infer_predictor_config(state_dict: Mapping[str, Tensor], **overrides) -> ACP
     return ACPredictorConfig(**fields)
 
 
-def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
+def resolve_model_dir(name_or_dir: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
+                      cache_dir: str | os.PathLike | None = None, local_files_only: bool = False) -> Path:
     """A local directory for a world model: an existing directory, a bundled model name, or a hub repo id
-    (downloaded with ``huggingface_hub``; a clear ``OSError`` when offline)."""
+    (``huggingface_hub.snapshot_download`` with the given options; a clear ``OSError`` when it cannot be had)."""
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         return path
@@ -481,7 +528,8 @@ def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name))
+        return Path(snapshot_download(name, revision=revision, token=token, cache_dir=cache_dir,
+                                      local_files_only=local_files_only))
     except Exception as err:
         raise OSError(f"cannot fetch world model {name!r} from the Hugging Face hub ({type(err).__name__}: {err}). "
                       "If you are offline, download it elsewhere and pass the local directory.") from err

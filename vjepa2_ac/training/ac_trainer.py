@@ -128,21 +128,24 @@ def enable_activation_checkpointing(predictor: ACPredictor) -> None:
 
 # ---------------------------------------------------------------------------------------------------- models
 def load_init_model(init: str, *, load_encoder: bool, predictor_overrides: dict[str, Any] | None = None):
-    """``--init``: an official checkpoint (``.pt``/``.pth`` path or URL) or our own model (dir / bundled name).
+    """``--init``: an official or jepa-wms checkpoint (``.pt``/``.pth``/``.tar`` path or URL) or our own model (dir,
+    bundled name or hub id).
 
-    For official checkpoints the predictor widths and depth are read off the weights; ``predictor_overrides``
-    supplies what cannot be (``num_heads``, ``img_size``, ...; default: the released ViT-g values)."""
+    For checkpoints the predictor widths, depth and state tokens are read off the weights; ``predictor_overrides``
+    supplies what cannot be (``num_heads``, ``img_size``, ...; default: the released ViT-g values). Under torchrun,
+    rank 0 fetches first (:func:`~vjepa2_ac.training.distributed.main_process_first`)."""
     from vjepa2_ac.model.world_model import WorldModel
+    from vjepa2_ac.training.distributed import main_process_first
 
     if str(init).startswith(("http://", "https://")) or Path(str(init)).suffix in (".pt", ".pth", ".tar"):
-        from vjepa2_ac.model.checkpoint import load_torch_checkpoint, resolve_file, strip_official_prefixes
-        from vjepa2_ac.model.world_model import infer_predictor_config
+        from vjepa2_ac.model.checkpoint import resolve_file
 
-        path = resolve_file(init)
-        sd = strip_official_prefixes(load_torch_checkpoint(path)["predictor"])
-        pred_config = infer_predictor_config(sd, **(predictor_overrides or {}))
-        return WorldModel.from_official_checkpoint(path, load_encoder=load_encoder, predictor_config=pred_config)
-    return WorldModel.from_pretrained(init, load_encoder=load_encoder)
+        with main_process_first():  # under torchrun rank 0 downloads, the others then read the cached file
+            path = resolve_file(init)
+        return WorldModel.from_official_checkpoint(path, load_encoder=load_encoder,
+                                                   predictor_config=dict(predictor_overrides or {}))
+    with main_process_first():
+        return WorldModel.from_pretrained(init, load_encoder=load_encoder)
 
 
 def build_models(config: TrainConfig, *, init: str | None, latent_cache: Any | None):

@@ -6,7 +6,9 @@ Launch: ``torchrun --nproc_per_node K -m vjepa2_ac.cli train ...`` (multi-node: 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +53,21 @@ def setup_distributed(device: str | torch.device | None = None) -> DistInfo:
 def cleanup_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def main_process_first() -> Iterator[None]:
+    """Rank 0 runs the block first (e.g. a download into the shared cache); the other ranks run it once rank 0 is
+    done, so they find the file there. Without a process group: just the block."""
+    active = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    main = not active or dist.get_rank() == 0
+    if not main:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if active and main:
+            dist.barrier()
 
 
 def barrier(info: DistInfo) -> None:

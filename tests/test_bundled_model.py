@@ -22,7 +22,7 @@ def test_bundled_model_is_small_and_complete(model):
     root = bundled.model_dir(NAME)
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert size <= 25 * 2**20
-    assert (root / "MODEL_CARD.md").is_file() and (root / "planning.json").is_file()
+    assert (root / "README.md").is_file() and (root / "planning.json").is_file()
     assert model.encoder is not None and model.encoder.crop_size == model.config.img_size
     assert not any(p.requires_grad for p in model.parameters())
 
@@ -76,7 +76,7 @@ def test_bundled_predictor_sees_what_the_action_does(model):
 
 
 def test_bundled_planning_grasps_with_the_gripper_open_until_the_switch():
-    """The shipped phases (MODEL_CARD.md): on the way to the object (pre-grasp, then grasp image) the gripper is forced
+    """The shipped phases (the model card, README.md): on the way to the object (pre-grasp, then grasp image) the gripper is forced
     open and xyz searched in the box; the lift closes it; pick-and-place opens on the placed image. reach searches
     the gripper, reach-with-object holds it closed."""
     cfg = PlanningConfig.load(bundled.model_dir(NAME))

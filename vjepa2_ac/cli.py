@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-decoder": ("train_decoder", "train the small pixel decoder that `imagine` uses on a model's frozen latents"),
     "robot": ("robot", "run the V-JEPA 2-AC planner on a robot (real or SimDriver); capture goal images"),
     "upgrade-planning": ("upgrade_planning", "convert a planning.json of the format before phases into phases"),
+    "export": ("export", "collected or robot-loop episodes as a LeRobotDataset v3.0 directory"),
     "convert": ("convert", "a released or jepa-wms AC checkpoint as a predictor-only model directory for "
                 "WorldModel.from_pretrained"),
 }

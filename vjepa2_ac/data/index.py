@@ -43,7 +43,8 @@ class EpisodeRecord:
     error: str = ""
 
 
-def _episode_files(root: Path) -> list[Path]:
+def episode_files(root: Path) -> list[Path]:
+    """The episode files under ``root`` (recursively, hidden files and folders left out), in sorted order."""
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -104,7 +105,7 @@ def load_index(root: str | os.PathLike, *, rebuild: bool = False, warn: bool = T
             cached = {}
     records: list[EpisodeRecord] = []
     changed = False
-    for path in _episode_files(root):
+    for path in episode_files(root):
         rel = path.relative_to(root).as_posix()
         try:
             stat = path.stat()

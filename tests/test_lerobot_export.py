@@ -90,3 +90,48 @@ def test_cli_export_and_bad_input(tmp_path, capsys):
 def test_export_needs_episodes(tmp_path):
     with pytest.raises(ValueError, match="no episode files given"):
         export_lerobot([], tmp_path / "x")
+
+
+def test_reader_takes_a_state_of_several_columns(tmp_path):
+    import pyarrow as pa
+
+    paths = _episodes(tmp_path / "eps", [6, 4])
+    out = export_lerobot(paths, tmp_path / "lr")
+    data_file = out / "data" / "chunk-000" / "file-000.parquet"
+    table = pq.read_table(data_file)
+    state = np.asarray(table.column("observation.state").to_pylist())
+    table = table.drop(["observation.state"]).append_column(
+        "observation.cartesian", pa.array(list(state[:, :6]), pa.list_(pa.float64(), 6))).append_column(
+        "observation.gripper", pa.array(state[:, 6]))
+    pq.write_table(table, data_file)
+    info = json.loads((out / "meta" / "info.json").read_text())
+    del info["features"]["observation.state"]
+    info["features"]["observation.cartesian"] = {"dtype": "float64", "shape": [6], "names": None}
+    info["features"]["observation.gripper"] = {"dtype": "float64", "shape": [1], "names": None}
+    (out / "meta" / "info.json").write_text(json.dumps(info))
+    reader = LeRobotEpisodes(out, state_key=["observation.cartesian", "observation.gripper"])
+    with EpisodeFile(paths[1]) as ep:
+        np.testing.assert_array_equal(reader.read(1, np.arange(4))[1], ep.states())
+    with pytest.raises(ValueError, match=r"has 6 values per frame, not the 7-d"):
+        LeRobotEpisodes(out, state_key=["observation.cartesian"])
+    with pytest.raises(ValueError, match=r"\['observation.nope'\] is not a feature"):
+        LeRobotEpisodes(out, state_key=["observation.cartesian", "observation.nope"])
+
+
+def test_reader_takes_a_hub_dataset_id(tmp_path):
+    import shutil
+
+    from vjepa2_ac.data.clips import open_source
+
+    out = export_lerobot(_episodes(tmp_path / "eps", [5]), tmp_path / "lr")
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "hub" / "datasets--someone--franka-sim"
+    shutil.copytree(out, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    reader = LeRobotEpisodes("someone/franka-sim", cache_dir=tmp_path / "hub", local_files_only=True)
+    assert len(reader) == 1 and reader.episode_length(0) == 5
+    with pytest.raises(OSError, match="cannot fetch the LeRobot dataset 'someone/other'"):
+        LeRobotEpisodes("someone/other", cache_dir=tmp_path / "hub", local_files_only=True)
+    with pytest.raises(OSError, match="'someone/other'"):
+        open_source("someone/other")  # no such repo in the default cache, offline

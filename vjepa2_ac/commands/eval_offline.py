@@ -52,12 +52,12 @@ def _open(path: str, goal_offset: int, fps: float):
     import warnings
 
     from vjepa2_ac.data.clips import open_source
-    from vjepa2_ac.data.lerobot import is_lerobot_dataset
+    from vjepa2_ac.data.lerobot import is_hub_id, is_lerobot_dataset
     from vjepa2_ac.eval.offline import frames_at_rate
 
     p = Path(path)
-    if not p.exists():
-        raise SystemExit(f"--data {path}: no such file or directory")
+    if not p.exists() and not is_hub_id(path):
+        raise SystemExit(f"--data {path}: no such file or directory (or hub dataset id owner/name)")
     if is_lerobot_dataset(p):  # a state of another layout: say what is expected (the reader's hint is for code)
         try:
             feature = json.loads((p / "meta" / "info.json").read_text()).get("features", {}).get("observation.state")

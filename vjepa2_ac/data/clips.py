@@ -41,12 +41,14 @@ class EpisodeSource(Protocol):
 
 
 def open_source(path: str | os.PathLike, **kwargs) -> EpisodeSource:
-    """Open a dataset by layout: LeRobot v3 dir (``meta/info.json``), raw DROID (a dir with ``trajectory.h5``, a
+    """Open a dataset by layout: LeRobot v3 dir (``meta/info.json``) or hub dataset id (``owner/name``), raw DROID (a dir with ``trajectory.h5``, a
     tree of them, or a list file), or a directory of our HDF5 episodes. ``kwargs`` go to the source class."""
     from vjepa2_ac.data.droid import DroidTrajectories
     from vjepa2_ac.data.index import EpisodeDirectory
-    from vjepa2_ac.data.lerobot import LeRobotEpisodes, is_lerobot_dataset
+    from vjepa2_ac.data.lerobot import LeRobotEpisodes, is_hub_id, is_lerobot_dataset
 
+    if is_hub_id(path):  # owner/name: a LeRobot dataset on the Hugging Face hub
+        return LeRobotEpisodes(path, **kwargs)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset path {path} does not exist")

@@ -12,8 +12,10 @@ v3 layout (several episodes per file)::
                                                     [from_timestamp, to_timestamp) of the file
 
 Frame k of an episode is the video frame at ``from_timestamp + timestamp_k`` (as LeRobot decodes it).
-The state must be the 7-d ``[x, y, z, roll, pitch, yaw, g]`` end-effector state; pass ``state_fn`` to convert
-another layout (e.g. pick columns or run forward kinematics).
+The state must be the 7-d ``[x, y, z, roll, pitch, yaw, g]`` end-effector state, in one column or several
+(``state_key=["observation.cartesian", "observation.gripper"]``, concatenated in order); pass ``state_fn`` to convert
+another layout (e.g. pick columns or run forward kinematics). A hub dataset id (``owner/name``) is fetched with
+``huggingface_hub`` (its cache and ``HF_HUB_OFFLINE`` apply).
 """
 
 from __future__ import annotations
@@ -37,23 +39,47 @@ def is_lerobot_dataset(path: str | os.PathLike) -> bool:
     return (Path(path) / "meta" / "info.json").is_file()
 
 
+def is_hub_id(name: str | os.PathLike) -> bool:
+    """``owner/name`` that is not a local path."""
+    text = str(name)
+    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
+
+
+def resolve_dataset(root: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
+                    cache_dir: str | os.PathLike | None = None, local_files_only: bool = False) -> Path:
+    """A local directory for ``root``: itself, or the snapshot of the hub dataset ``owner/name``
+    (``huggingface_hub.snapshot_download``, ``repo_type="dataset"``); ``OSError`` naming it when it cannot be had."""
+    if not is_hub_id(root):
+        return Path(root)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(root), repo_type="dataset", revision=revision, token=token,
+                                      cache_dir=cache_dir, local_files_only=local_files_only))
+    except Exception as err:
+        raise OSError(f"root: cannot fetch the LeRobot dataset {str(root)!r} from the Hugging Face hub "
+                      f"({type(err).__name__}: {err}); offline, download it elsewhere and pass the directory") from err
+
+
 class LeRobotEpisodes:
     """Episodes of a local LeRobotDataset v3 directory (clip source for :class:`vjepa2_ac.data.ClipDataset`).
 
     Args:
-        root: dataset directory (``meta/info.json`` inside).
+        root: dataset directory (``meta/info.json`` inside) or a hub dataset id ``owner/name``.
         video_key: camera feature (default: the first feature with dtype ``"video"``).
-        state_key: per-frame state column.
+        state_key: per-frame state column, or several concatenated in order.
         state_fn: maps the state column ``[T, D]`` to ``[T, 7]`` when it is not already the 7-d EE state.
         cache_files: number of data parquet files kept in memory per process.
     """
 
     def __init__(self, root: str | os.PathLike, *, video_key: str | None = None,
-                 state_key: str = "observation.state",
-                 state_fn: Callable[[np.ndarray], np.ndarray] | None = None, cache_files: int = 4) -> None:
+                 state_key: str | Sequence[str] = "observation.state",
+                 state_fn: Callable[[np.ndarray], np.ndarray] | None = None, cache_files: int = 4,
+                 revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                 local_files_only: bool = False) -> None:
         import pyarrow.parquet as pq
 
-        self.root = Path(root)
+        self.root = resolve_dataset(root, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         info_path = self.root / "meta" / "info.json"
         if not info_path.is_file():
             raise FileNotFoundError(f"root: {self.root} is not a LeRobot dataset (no meta/info.json)")
@@ -71,13 +97,16 @@ class LeRobotEpisodes:
             video_key = videos[0]
         elif video_key not in videos:
             raise ValueError(f"video_key {video_key!r} is not a video feature of {self.root} (has {videos})")
-        if state_key not in features:
-            raise ValueError(f"state_key {state_key!r} is not a feature of {self.root} (has {sorted(features)})")
-        shape = tuple(features[state_key].get("shape", ()))
-        if state_fn is None and shape != (7,):
-            raise ValueError(f"{self.root}: {state_key!r} has shape {shape}, not the 7-d [x,y,z,roll,pitch,yaw,g] "
-                             "end-effector state; pass state_fn= to convert it")
-        self.video_key, self.state_key, self.state_fn = video_key, state_key, state_fn
+        keys = [state_key] if isinstance(state_key, str) else list(state_key)
+        missing = [k for k in keys if k not in features]
+        if not keys or missing:
+            raise ValueError(f"state_key {missing or state_key!r} is not a feature of {self.root} "
+                             f"(has {sorted(features)})")
+        dims = sum(int(np.prod(features[k].get("shape") or [1])) for k in keys)
+        if state_fn is None and dims != 7:
+            raise ValueError(f"{self.root}: state {keys} has {dims} values per frame, not the 7-d "
+                             "[x,y,z,roll,pitch,yaw,g] end-effector state; pass state_fn= to convert it")
+        self.video_key, self.state_keys, self.state_fn = video_key, keys, state_fn
         self.video_fps = float(features[video_key].get("info", {}).get("video.fps", self.fps))
         self._data_template = self.info.get("data_path", DEFAULT_DATA_PATH)
         self._video_template = self.info.get("video_path", DEFAULT_VIDEO_PATH)
@@ -127,11 +156,12 @@ class LeRobotEpisodes:
         key = self._data_file[i]
         if key not in self._cache:
             table = pq.read_table(self._data_path(*key),
-                                  columns=["episode_index", "frame_index", "timestamp", self.state_key])
+                                  columns=["episode_index", "frame_index", "timestamp", *self.state_keys])
             ep = table.column("episode_index").to_numpy()
             frame = table.column("frame_index").to_numpy()
             ts = table.column("timestamp").to_numpy().astype(np.float64)
-            state = np.asarray(table.column(self.state_key).to_pylist(), dtype=np.float64)
+            state = np.concatenate([np.asarray(table.column(k).to_pylist(), dtype=np.float64).reshape(len(ts), -1)
+                                    for k in self.state_keys], axis=1)
             per_episode = {}
             for e in np.unique(ep):
                 sel = np.flatnonzero(ep == e)

@@ -135,3 +135,37 @@ def test_reader_takes_a_hub_dataset_id(tmp_path):
         LeRobotEpisodes("someone/other", cache_dir=tmp_path / "hub", local_files_only=True)
     with pytest.raises(OSError, match="'someone/other'"):
         open_source("someone/other")  # no such repo in the default cache, offline
+
+
+def test_reader_takes_images_stored_in_parquet(tmp_path):
+    import io
+
+    import pyarrow as pa
+    from PIL import Image
+
+    paths = _episodes(tmp_path / "eps", [5, 3])
+    out = export_lerobot(paths, tmp_path / "lr")
+    data_file = out / "data" / "chunk-000" / "file-000.parquet"
+    table = pq.read_table(data_file)
+    cells = []
+    for path in paths:  # PNG bytes in a {"bytes", "path"} struct, as Hugging Face datasets stores an Image feature
+        with EpisodeFile(path) as ep:
+            for frame in ep.frames():
+                buffer = io.BytesIO()
+                Image.fromarray(frame).save(buffer, format="PNG")
+                cells.append({"bytes": buffer.getvalue(), "path": None})
+    table = table.append_column("observation.images.png", pa.array(
+        cells, pa.struct([("bytes", pa.binary()), ("path", pa.string())])))
+    pq.write_table(table, data_file)
+    info = json.loads((out / "meta" / "info.json").read_text())
+    info["features"]["observation.images.png"] = {"dtype": "image", "shape": [32, 32, 3],
+                                                  "names": ["height", "width", "channels"]}
+    (out / "meta" / "info.json").write_text(json.dumps(info))
+    reader = LeRobotEpisodes(out, video_key="observation.images.png")
+    for i, path in enumerate(paths):
+        with EpisodeFile(path) as ep:
+            frames, states = reader.read(i, [2, 0, 1])
+            np.testing.assert_array_equal(frames, ep.frames([2, 0, 1]))  # lossless PNG: exact
+            np.testing.assert_array_equal(states, ep.states([2, 0, 1]))
+    with pytest.raises(ValueError, match="is not a video or image feature"):
+        LeRobotEpisodes(out, video_key="observation.images.nope")

@@ -66,7 +66,9 @@ class LeRobotEpisodes:
 
     Args:
         root: dataset directory (``meta/info.json`` inside) or a hub dataset id ``owner/name``.
-        video_key: camera feature (default: the first feature with dtype ``"video"``).
+        video_key: camera feature: ``"video"`` (MP4 files) or ``"image"`` (encoded images in the data parquet, as
+            Hugging Face ``datasets`` stores them: ``{"bytes", "path"}``); default: the first video feature, else the
+            first image feature.
         state_key: per-frame state column, or several concatenated in order.
         state_fn: maps the state column ``[T, D]`` to ``[T, 7]`` when it is not already the 7-d EE state.
         cache_files: number of data parquet files kept in memory per process.
@@ -91,12 +93,15 @@ class LeRobotEpisodes:
         self.fps = float(self.info["fps"])
         features = self.info.get("features", {})
         videos = [k for k, f in features.items() if f.get("dtype") == "video"]
+        images = [k for k, f in features.items() if f.get("dtype") == "image"]
         if video_key is None:
-            if not videos:
-                raise ValueError(f"{self.root}: no video feature in meta/info.json")
-            video_key = videos[0]
-        elif video_key not in videos:
-            raise ValueError(f"video_key {video_key!r} is not a video feature of {self.root} (has {videos})")
+            if not videos + images:
+                raise ValueError(f"{self.root}: no video or image feature in meta/info.json")
+            video_key = (videos + images)[0]
+        elif video_key not in videos + images:
+            raise ValueError(f"video_key {video_key!r} is not a video or image feature of {self.root} "
+                             f"(has {videos + images})")
+        self._images = video_key in images  # frames stored in the data parquet
         keys = [state_key] if isinstance(state_key, str) else list(state_key)
         missing = [k for k in keys if k not in features]
         if not keys or missing:
@@ -115,8 +120,9 @@ class LeRobotEpisodes:
         if not files:
             raise FileNotFoundError(f"{self.root}: no meta/episodes/*/*.parquet")
         vk = f"videos/{video_key}"
-        columns = ["episode_index", "length", "data/chunk_index", "data/file_index",
-                   f"{vk}/chunk_index", f"{vk}/file_index", f"{vk}/from_timestamp"]
+        columns = ["episode_index", "length", "data/chunk_index", "data/file_index"]
+        if not self._images:
+            columns += [f"{vk}/chunk_index", f"{vk}/file_index", f"{vk}/from_timestamp"]
         rows: dict[str, list] = {c: [] for c in columns}
         for f in files:
             table = pq.read_table(f, columns=columns)
@@ -126,9 +132,11 @@ class LeRobotEpisodes:
         self.episode_index = np.asarray(rows["episode_index"], dtype=np.int64)[order]
         self._lengths = np.asarray(rows["length"], dtype=np.int64)[order]
         self._data_file = [(int(rows["data/chunk_index"][j]), int(rows["data/file_index"][j])) for j in order]
-        self._video_file = [(int(rows[f"{vk}/chunk_index"][j]), int(rows[f"{vk}/file_index"][j])) for j in order]
-        self._video_from = np.asarray(rows[f"{vk}/from_timestamp"], dtype=np.float64)[order]
-        self._cache: OrderedDict[tuple[int, int], dict[int, tuple[np.ndarray, np.ndarray]]] = OrderedDict()
+        if not self._images:
+            self._video_file = [(int(rows[f"{vk}/chunk_index"][j]), int(rows[f"{vk}/file_index"][j]))
+                                for j in order]
+            self._video_from = np.asarray(rows[f"{vk}/from_timestamp"], dtype=np.float64)[order]
+        self._cache: OrderedDict[tuple[int, int], dict[int, tuple]] = OrderedDict()
         self._cache_files = cache_files
 
     def __len__(self) -> int:
@@ -149,24 +157,27 @@ class LeRobotEpisodes:
     def _video_path(self, chunk: int, file: int) -> Path:
         return self.root / self._video_template.format(video_key=self.video_key, chunk_index=chunk, file_index=file)
 
-    def _episode_rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(timestamps float64 [T], states float64 [T, D]) of episode ``i`` from its data file (cached)."""
+    def _episode_rows(self, i: int) -> tuple:
+        """(timestamps float64 [T], states float64 [T, D], encoded images [T] or None) of episode ``i`` from its data
+        file (cached)."""
         import pyarrow.parquet as pq
 
         key = self._data_file[i]
         if key not in self._cache:
-            table = pq.read_table(self._data_path(*key),
-                                  columns=["episode_index", "frame_index", "timestamp", *self.state_keys])
+            image_column = [self.video_key] if self._images else []
+            table = pq.read_table(self._data_path(*key), columns=["episode_index", "frame_index", "timestamp",
+                                                                  *self.state_keys, *image_column])
             ep = table.column("episode_index").to_numpy()
             frame = table.column("frame_index").to_numpy()
             ts = table.column("timestamp").to_numpy().astype(np.float64)
             state = np.concatenate([np.asarray(table.column(k).to_pylist(), dtype=np.float64).reshape(len(ts), -1)
                                     for k in self.state_keys], axis=1)
+            images = np.asarray(table.column(self.video_key).to_pylist(), dtype=object) if self._images else None
             per_episode = {}
             for e in np.unique(ep):
                 sel = np.flatnonzero(ep == e)
                 sel = sel[np.argsort(frame[sel], kind="stable")]
-                per_episode[int(e)] = (ts[sel], state[sel])
+                per_episode[int(e)] = (ts[sel], state[sel], None if images is None else images[sel])
             self._cache[key] = per_episode
             while len(self._cache) > self._cache_files:
                 self._cache.popitem(last=False)
@@ -179,7 +190,7 @@ class LeRobotEpisodes:
     def read(self, i: int, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Frames uint8 [k, H, W, 3] and states float64 [k, 7] at ``indices`` of episode ``i``."""
         idx = np.asarray(indices, dtype=np.int64)
-        ts, state = self._episode_rows(i)
+        ts, state, images = self._episode_rows(i)
         if len(ts) != self.episode_length(i):
             raise ValueError(f"{self.episode_name(i)}: {len(ts)} data rows but length {self.episode_length(i)}")
         states = state[idx]
@@ -187,6 +198,24 @@ class LeRobotEpisodes:
             states = np.asarray(self.state_fn(states), dtype=np.float64)
         if states.shape != (len(idx), 7):
             raise ValueError(f"{self.episode_name(i)}: states must be [k, 7] after state_fn, got {states.shape}")
+        if images is not None:
+            return _decode_images(images[idx], f"{self.episode_name(i)} {self.video_key}"), states
         frames = decode_frames_at(self._video_path(*self._video_file[i]), self._video_from[i] + ts[idx],
                                   tolerance_s=0.4 / self.video_fps)
         return frames, states
+
+
+def _decode_images(cells: np.ndarray, what: str) -> np.ndarray:
+    """Encoded images (``{"bytes": ..., "path": ...}`` cells or raw bytes) -> uint8 ``[k, H, W, 3]``."""
+    import io
+
+    from PIL import Image
+
+    frames = []
+    for cell in cells:
+        data = cell.get("bytes") if isinstance(cell, dict) else cell
+        if not data:
+            raise ValueError(f"{what}: an image cell holds no bytes (images stored by path are not supported)")
+        with Image.open(io.BytesIO(data)) as image:
+            frames.append(np.asarray(image.convert("RGB")))
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)

@@ -104,3 +104,21 @@ def check_output_dir(path: str | Path, option: str = "--out") -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SystemExit(f"{option}: cannot create {path}: {existing} is not writable")
     return path
+
+
+def add_cost_arguments(parser: argparse.ArgumentParser, *, saved: bool = False) -> None:
+    """``--cost`` and ``--context-window``: the planning energy and the rollout window (jepa-wms: l2 and 2);
+    ``saved``: the values are stored with a model rather than used for one run."""
+    what = "saved with the model" if saved else "used to plan"
+    parser.add_argument("--cost", choices=("l1", "l2"), default="l1",
+                        help=f"planning energy {what}: mean |z - goal| (l1, official, default) or mean squared "
+                             "(l2, jepa-wms)")
+    parser.add_argument("--context-window", type=int, default=None, metavar="W",
+                        help=f"rollout window {what}: each step sees the last W frames (jepa-wms: 2); default: "
+                             "the whole history")
+
+
+def check_context_window(args: argparse.Namespace, prog: str) -> None:
+    if args.context_window is not None and args.context_window < 1:
+        raise SystemExit(f"{prog}: --context-window must be >= 1 (frames each rollout step sees), got "
+                         f"{args.context_window}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from vjepa2_ac.commands.common import one_line
+from vjepa2_ac.commands.common import add_cost_arguments, check_context_window, one_line
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictor", default=None, metavar="JSON",
                         help="ACPredictorConfig fields the weights cannot tell (default: the released img_size 256, "
                              "num_heads 16), e.g. '{\"img_size\": 64, \"num_heads\": 2}'")
-    parser.add_argument("--cost", choices=("l1", "l2"), default="l1",
-                        help="planning energy saved with the model (jepa-wms: l2; default: %(default)s)")
-    parser.add_argument("--context-window", type=int, default=None, metavar="W",
-                        help="rollout window saved with the model (jepa-wms: 2; default: the whole history)")
+    add_cost_arguments(parser, saved=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from vjepa2_ac.model.checkpoint import CheckpointError
     from vjepa2_ac.model.world_model import WorldModel
 
-    if args.context_window is not None and args.context_window < 1:
-        raise SystemExit(f"convert: --context-window must be >= 1, got {args.context_window}")
+    check_context_window(args, "convert")
     try:
         fields = json.loads(args.predictor) if args.predictor else None
     except json.JSONDecodeError as err:

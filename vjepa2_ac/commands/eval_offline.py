@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from vjepa2_ac.commands.common import (
+    add_cost_arguments,
     add_model_arguments,
+    check_context_window,
     check_writable,
     load_model_or_exit,
     one_line,
@@ -33,10 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--planner-budget", choices=("model", "jepa-wms"), default="model",
                         help="CEM samples / elites / iterations: the model's planning.json ('model', default) or "
                              "jepa-wms's 300 / 10 / 15; the search region is jepa-wms's either way")
-    parser.add_argument("--cost", choices=("l1", "l2"), default="l1",
-                        help="planning energy: mean |z - goal| (l1, official, default) or mean squared (l2, jepa-wms)")
-    parser.add_argument("--context-window", type=int, default=None, metavar="W",
-                        help="rollout steps see only the last W frames (jepa-wms: 2); default: the whole history")
+    add_cost_arguments(parser)
     parser.add_argument("--fps", type=float, default=4.0,
                         help="the model's control rate; faster recordings are subsampled (default: %(default)s Hz)")
     parser.add_argument("--batch-size", type=int, default=16,
@@ -152,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
         planner = offline_planner(args.planner_budget, args.goal_offset, planning)
     except ValueError as err:
         raise SystemExit(f"--planner-budget {args.planner_budget}: {one_line(err)}") from None
-    if args.context_window is not None and args.context_window < 1:
-        raise SystemExit(f"--context-window must be >= 1 (frames each rollout step sees), got {args.context_window}")
+    check_context_window(args, "eval-offline")
     config = OfflineConfig(goal_offset=args.goal_offset, segments=args.episodes, seed=args.seed, fps=args.fps,
                            planner=planner, budget=args.planner_budget, cost=args.cost,
                            context_window=args.context_window, batch_size=args.batch_size)

@@ -287,3 +287,32 @@ def test_cli_bad_data(tmp_path, tiny_model_dir, capsys):
         assert main(["eval-offline", "--data", str(path), "--model", str(tiny_model_dir)]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_resume_keeps_finished_cells(tmp_path, tiny_model_dir, capsys):
+    a = make_dataset(tmp_path / "a", [9, 6])
+    b = make_dataset(tmp_path / "b", [8])
+    out = tmp_path / "offline.json"
+
+    def argv(seed=4, *extra):
+        return ["eval-offline", "--data", str(a), str(b), "--model", str(tiny_model_dir), "--goal-offset", "2",
+                "--episodes", "2", "--seed", str(seed), "--threads", "1", "--no-progress", *extra]
+
+    def figures(cell):
+        return [{k: v for k, v in seg.items() if k != "seconds"} for seg in cell["segments"]]
+
+    assert main(argv(4, "--json", str(out))) == 0
+    full = json.loads(out.read_text())
+    cut = {**full, "cells": full["cells"][:1]}  # as if the run stopped after the first cell
+    cut["cells"][0]["action_score"] = -1.0  # a marker: a kept cell is not recomputed
+    out.write_text(json.dumps(cut))
+    capsys.readouterr()
+    assert main(argv(4, "--json", str(out), "--resume")) == 0
+    assert f"{a}: kept from" in capsys.readouterr().err
+    resumed = json.loads(out.read_text())
+    assert resumed["cells"][0]["action_score"] == -1.0
+    assert figures(resumed["cells"][1]) == figures(full["cells"][1])
+    assert main(argv(5, "--json", str(out), "--resume")) == 2
+    assert "was made with another seed (4, now 5)" in capsys.readouterr().err
+    assert main(argv(4, "--resume")) == 2
+    assert "--resume needs --json" in capsys.readouterr().err

@@ -42,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="segments encoded together (results do not depend on it; default: %(default)s)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     parser.add_argument("--no-segments-in-json", action="store_true", help="leave per-segment records out")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the cells already in --json (same model and settings) and run the other --data "
+                             "paths")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress lines")
 
 
@@ -125,6 +128,29 @@ def _relative_names(cell: dict, path: str) -> dict:
     return cell
 
 
+RESUME_KEYS = ("model", "planner_budget", "planner", "cost", "context_window", "goal_offset", "episodes", "seed", "fps")
+
+
+def _finished_cells(json_path: Path, report: dict) -> dict[str, dict]:
+    """The cells of an earlier run in ``json_path`` by ``--data`` path; ``{}`` when there is none yet. The run must
+    have the same model and settings (:data:`RESUME_KEYS`)."""
+    import json
+
+    if not json_path.is_file():
+        return {}
+    try:
+        earlier = json.loads(json_path.read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--resume: cannot read {json_path}: {one_line(err)}") from None
+    if not isinstance(earlier, dict) or earlier.get("suite") != "offline" or not isinstance(earlier.get("cells"), list):
+        raise SystemExit(f"--resume: {json_path} is not an eval-offline JSON")
+    for key in RESUME_KEYS:
+        if earlier.get(key) != json.loads(json.dumps(report.get(key))):  # as the JSON holds it
+            raise SystemExit(f"--resume: {json_path} was made with another {key} ({earlier.get(key)!r}, now "
+                             f"{report.get(key)!r}); resume only the same evaluation")
+    return {cell["data"]: cell for cell in earlier["cells"] if isinstance(cell, dict) and "data" in cell}
+
+
 def run(args: argparse.Namespace) -> int:
     import math
     import time
@@ -144,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--fps must be > 0, got {args.fps}")
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.resume and not args.json:
+        raise SystemExit("--resume needs --json (the file of the run to resume)")
     json_path = check_writable(args.json, "--json") if args.json else None
     sources = [(path, _open(path, args.goal_offset, args.fps)) for path in args.data]
     wm, planning, description = load_model_or_exit(args)
@@ -168,9 +196,14 @@ def run(args: argparse.Namespace) -> int:
                 print(f"eval-offline: {path}: {done}/{total} segments", file=sys.stderr, flush=True)
         return report_progress
 
+    done = _finished_cells(json_path, report) if args.resume else {}
     cells = []
     start = time.perf_counter()
     for path, source in sources:
+        if path in done:
+            print(f"eval-offline: {path}: kept from {json_path}", file=sys.stderr, flush=True)
+            cells.append(done[path])
+            continue
         try:
             result = evaluate_offline(wm, source, config, progress=progress(path))
         except ValueError as err:

@@ -131,7 +131,7 @@ def test_bad_settings_are_named():
         ACPredictorConfig(state_tokens=2)
     pred = ACPredictor(ACPredictorConfig(img_size=32, patch_size=16, embed_dim=16, predictor_embed_dim=64, depth=1,
                                          num_heads=1))
-    with pytest.raises(ValueError, match="cost must be one of"):
+    with pytest.raises(ValueError, match="cost must be 'l1' or 'l2', got 'l3'"):
         WorldModel(None, pred, cost="l3")
     wm = WorldModel(None, pred)
     with pytest.raises(ValueError, match="context_window must be None or an int >= 1"):

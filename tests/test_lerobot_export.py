@@ -73,7 +73,8 @@ def test_cli_export_and_bad_input(tmp_path, capsys):
     for argv, message in [
         (["--data", str(tmp_path / "nope")], "--data .*nope: no such file or directory"),
         (["--data", str(tmp_path / "a"), str(tmp_path / "fast")], r"control_hz are \[4.0, 8.0\]; pass fps="),
-        (["--data", str(tmp_path / "a"), "--out", str(tmp_path / "a" / "episode_000000.h5")], "is a file"),
+        (["--data", str(tmp_path / "a"), "--out", str(tmp_path / "a" / "episode_000000.h5")],
+         "exists and is not a directory"),
     ]:
         argv = ["export", "--format", "lerobot", *argv]
         if "--out" not in argv:

@@ -122,3 +122,16 @@ def check_context_window(args: argparse.Namespace, prog: str) -> None:
     if args.context_window is not None and args.context_window < 1:
         raise SystemExit(f"{prog}: --context-window must be >= 1 (frames each rollout step sees), got "
                          f"{args.context_window}")
+
+
+def read_report(path: str | Path, option: str) -> dict:
+    """An earlier eval / eval-offline JSON (a dict with a ``"cells"`` list), or a one-line exit naming ``option``."""
+    import json
+
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"{option}: cannot read {path}: {err}") from None
+    if not isinstance(report, dict) or not isinstance(report.get("cells"), list):
+        raise SystemExit(f"{option}: {path} is not an eval JSON (no \"cells\" list)")
+    return report

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from vjepa2_ac.commands.common import add_cost_arguments, check_context_window, one_line
+from vjepa2_ac.commands.common import add_cost_arguments, check_context_window, check_output_dir, one_line
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from vjepa2_ac.model.checkpoint import CheckpointError
     from vjepa2_ac.model.world_model import WorldModel
@@ -37,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"convert: --predictor is not JSON ({one_line(err)})") from None
     if fields is not None and not isinstance(fields, dict):
         raise SystemExit(f"convert: --predictor must be a JSON object of ACPredictorConfig fields, got {args.predictor}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise SystemExit(f"convert: --out {args.out} is a file; give a directory")
+    check_output_dir(args.out)
     try:
         wm = WorldModel.from_official_checkpoint(args.checkpoint, load_encoder=False, layout=args.layout,
                                                  predictor_config=fields, cost=args.cost,

@@ -25,6 +25,7 @@ from vjepa2_ac.commands.common import (
     add_model_arguments,
     check_writable,
     load_model_or_exit,
+    read_report,
     write_json,
 )
 
@@ -81,7 +82,7 @@ def _load_finished(json_path: Path, identity: dict) -> dict:
 
     from vjepa2_ac.eval import EpisodeResult
 
-    report = _read_report(json_path, "--resume")
+    report = read_report(json_path, "--resume")
     for key, value in identity.items():
         if report.get(key, "recipe" if key == "suite" else None) != value:
             raise SystemExit(f"--resume: {json_path} was made with another {key} ({report.get(key)!r}, now "
@@ -96,18 +97,6 @@ def _load_finished(json_path: Path, identity: dict) -> dict:
                 continue
             done[(r.task, r.object, r.backend, r.factor, r.policy, r.seed)] = r
     return done
-
-
-def _read_report(path: str | Path, option: str) -> dict:
-    import json
-
-    try:
-        report = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"{option}: cannot read {path}: {err}") from None
-    if not isinstance(report, dict) or not isinstance(report.get("cells"), list):
-        raise SystemExit(f"{option}: {path} is not an eval JSON (no \"cells\" list)")
-    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         if "pybullet" in factors and set(args.backend) != {"mujoco"}:
             raise SystemExit("--factors pybullet moves MuJoCo cells to PyBullet: it needs --backend mujoco, got "
                              f"--backend {' '.join(args.backend)}")
-    other = _read_report(args.compare, "--compare") if args.compare else None
+    other = read_report(args.compare, "--compare") if args.compare else None
     if other is not None and other.get("suite", "recipe") != args.suite:
         raise SystemExit(f"--compare: {args.compare} is of suite {other.get('suite', 'recipe')!r}, this run is "
                          f"{args.suite!r}; a paired test compares the same suite")

@@ -16,6 +16,7 @@ from vjepa2_ac.commands.common import (
     check_writable,
     load_model_or_exit,
     one_line,
+    read_report,
 )
 
 
@@ -54,8 +55,9 @@ def _open(path: str, goal_offset: int, fps: float):
     import warnings
 
     from vjepa2_ac.data.clips import open_source
-    from vjepa2_ac.data.lerobot import is_hub_id, is_lerobot_dataset
+    from vjepa2_ac.data.lerobot import is_lerobot_dataset
     from vjepa2_ac.eval.offline import frames_at_rate
+    from vjepa2_ac.model.checkpoint import is_hub_id
 
     p = Path(path)
     if not p.exists() and not is_hub_id(path):
@@ -138,12 +140,9 @@ def _finished_cells(json_path: Path, report: dict) -> dict[str, dict]:
 
     if not json_path.is_file():
         return {}
-    try:
-        earlier = json.loads(json_path.read_text())
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"--resume: cannot read {json_path}: {one_line(err)}") from None
-    if not isinstance(earlier, dict) or earlier.get("suite") != "offline" or not isinstance(earlier.get("cells"), list):
-        raise SystemExit(f"--resume: {json_path} is not an eval-offline JSON")
+    earlier = read_report(json_path, "--resume")
+    if earlier.get("suite") != "offline":
+        raise SystemExit(f"--resume: {json_path} is not an eval-offline JSON (suite {earlier.get('suite')!r})")
     for key in RESUME_KEYS:
         if earlier.get(key) != json.loads(json.dumps(report.get(key))):  # as the JSON holds it
             raise SystemExit(f"--resume: {json_path} was made with another {key} ({earlier.get(key)!r}, now "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from vjepa2_ac.commands.common import one_line
+from vjepa2_ac.commands.common import check_output_dir, one_line
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if not found:
             raise SystemExit(f"export: --data {item}: no episode files (*.h5) found")
         files += found
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise SystemExit(f"export: --out {args.out} is a file; give a directory")
+    check_output_dir(args.out)
     try:
         out = export_lerobot(files, args.out, fps=args.fps, task=args.task, robot_type=args.robot_type)
     except (EpisodeFormatError, ValueError, OSError, RuntimeError) as err:

@@ -45,7 +45,8 @@ def open_source(path: str | os.PathLike, **kwargs) -> EpisodeSource:
     tree of them, or a list file), or a directory of our HDF5 episodes. ``kwargs`` go to the source class."""
     from vjepa2_ac.data.droid import DroidTrajectories
     from vjepa2_ac.data.index import EpisodeDirectory
-    from vjepa2_ac.data.lerobot import LeRobotEpisodes, is_hub_id, is_lerobot_dataset
+    from vjepa2_ac.data.lerobot import LeRobotEpisodes, is_lerobot_dataset
+    from vjepa2_ac.model.checkpoint import is_hub_id
 
     if is_hub_id(path):  # owner/name: a LeRobot dataset on the Hugging Face hub
         return LeRobotEpisodes(path, **kwargs)

@@ -39,26 +39,16 @@ def is_lerobot_dataset(path: str | os.PathLike) -> bool:
     return (Path(path) / "meta" / "info.json").is_file()
 
 
-def is_hub_id(name: str | os.PathLike) -> bool:
-    """``owner/name`` that is not a local path."""
-    text = str(name)
-    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
-
-
 def resolve_dataset(root: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
                     cache_dir: str | os.PathLike | None = None, local_files_only: bool = False) -> Path:
     """A local directory for ``root``: itself, or the snapshot of the hub dataset ``owner/name``
-    (``huggingface_hub.snapshot_download``, ``repo_type="dataset"``); ``OSError`` naming it when it cannot be had."""
+    (:func:`~vjepa2_ac.model.checkpoint.hub_snapshot`, ``repo_type="dataset"``)."""
+    from vjepa2_ac.model.checkpoint import hub_snapshot, is_hub_id
+
     if not is_hub_id(root):
         return Path(root)
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(str(root), repo_type="dataset", revision=revision, token=token,
-                                      cache_dir=cache_dir, local_files_only=local_files_only))
-    except Exception as err:
-        raise OSError(f"root: cannot fetch the LeRobot dataset {str(root)!r} from the Hugging Face hub "
-                      f"({type(err).__name__}: {err}); offline, download it elsewhere and pass the directory") from err
+    return hub_snapshot(str(root), "the LeRobot dataset", repo_type="dataset", revision=revision, token=token,
+                        cache_dir=cache_dir, local_files_only=local_files_only)
 
 
 class LeRobotEpisodes:

@@ -25,16 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from vjepa2_ac.data.episode import EpisodeFile
+from vjepa2_ac.data.lerobot import DEFAULT_DATA_PATH, DEFAULT_VIDEO_PATH
 
 CODEBASE_VERSION = "v3.0"
 STATE_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
 ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "dgripper"]
-DATA_FILE = "data/chunk-000/file-000.parquet"
+DATA_FILE = DEFAULT_DATA_PATH.format(chunk_index=0, file_index=0)  # everything in the first file of the first chunk
 EPISODES_FILE = "meta/episodes/chunk-000/file-000.parquet"
-
-
-def _video_file(key: str) -> str:
-    return f"videos/{key}/chunk-000/file-000.mp4"
 
 
 def export_lerobot(episodes: Sequence[str | os.PathLike], out: str | os.PathLike, *, fps: float | None = None,
@@ -65,10 +62,10 @@ def export_lerobot(episodes: Sequence[str | os.PathLike], out: str | os.PathLike
                 raise ValueError(f"{f.path}: cameras {[(c, f.frame_shape(c)) for c in f.cameras]} differ from "
                                  f"{first.path}'s {[(c, shapes[c]) for c in cameras]}")
             meta = f.metadata
-            rates.append(meta.get("control_hz") or None)
+            rates.append(meta.get("control_hz"))
             tasks.append(task or str(meta.get("task") or meta.get("env_id") or "unknown"))
         if fps is None:
-            known = {float(r) for r in rates if r not in (None, "")}
+            known = {float(r) for r in rates if r}  # collect records "" where the env had no rate
             if len(known) != 1:
                 raise ValueError(f"fps: the episodes' control_hz are {sorted(known) or 'missing'}; pass fps=")
             fps = known.pop()
@@ -145,8 +142,7 @@ def export_lerobot(episodes: Sequence[str | os.PathLike], out: str | os.PathLike
     }
     info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type, "fps": fps,
             "total_episodes": len(files), "total_frames": total, "total_tasks": len(task_names),
-            "chunks_size": 1000, "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
-            "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+            "chunks_size": 1000, "data_path": DEFAULT_DATA_PATH, "video_path": DEFAULT_VIDEO_PATH,
             "splits": {"train": f"0:{len(files)}"}, "features": features}
 
     def stats(x: np.ndarray) -> dict:
@@ -161,7 +157,7 @@ def export_lerobot(episodes: Sequence[str | os.PathLike], out: str | os.PathLike
         pq.write_table(pa.table({"task_index": list(range(len(task_names))), "task": task_names}),
                        tmp / "meta" / "tasks.parquet")
         for c in cameras:
-            path = tmp / _video_file(f"observation.images.{c}")
+            path = tmp / DEFAULT_VIDEO_PATH.format(video_key=f"observation.images.{c}", chunk_index=0, file_index=0)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_mp4(np.concatenate(videos[c]), path, fps, codec=codec, options={"crf": str(crf)})
             features[f"observation.images.{c}"]["info"]["video.codec"] = _codec_of(path)

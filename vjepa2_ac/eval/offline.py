@@ -43,6 +43,7 @@ from planners.cem import CEM, CEMConfig
 from planners.common import rollout_energy
 from vjepa2_ac.data.clips import EpisodeSource, clip_step
 from vjepa2_ac.model.pose import POSE_DIM, poses_to_diff
+from vjepa2_ac.model.world_model import check_context_window, check_cost
 
 if TYPE_CHECKING:
     from vjepa2_ac.agent.planning import PlanningConfig
@@ -121,11 +122,8 @@ class OfflineConfig:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
             raise ValueError(f"fps must be a finite number > 0, got {self.fps!r}")
-        if self.cost not in ("l1", "l2"):
-            raise ValueError(f"cost must be 'l1' or 'l2', got {self.cost!r}")
-        if self.context_window is not None and (isinstance(self.context_window, bool)
-                                                or not isinstance(self.context_window, int) or self.context_window < 1):
-            raise ValueError(f"context_window must be None or an int >= 1, got {self.context_window!r}")
+        check_cost(self.cost)  # the world model's own checks: the same values are set on it while planning
+        check_context_window(self.context_window)
         if self.planner is None:
             self.planner = jepa_wms_cem(self.goal_offset)
         if self.planner.horizon != self.goal_offset:

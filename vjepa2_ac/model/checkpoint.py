@@ -71,6 +71,20 @@ def from_jepawms_layout(state_dict: Mapping[str, Tensor], *, use_extrinsics: boo
     return out
 
 
+def to_official_layout(state_dict: Mapping[str, Tensor], layout: str | None = None, *,
+                       use_extrinsics: bool = False) -> tuple[dict[str, Tensor], str]:
+    """A predictor state dict as it was saved (official or jepa-wms, with ``module.`` prefixes) -> the official
+    names (:func:`strip_official_prefixes`, then :func:`from_jepawms_layout` for jepa-wms) and the layout, which
+    ``layout=None`` detects (:func:`predictor_layout`)."""
+    sd = strip_official_prefixes(state_dict)
+    layout = layout or predictor_layout(sd)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS} (or None to detect it), got {layout!r}")
+    if layout == "jepa-wms":
+        sd = from_jepawms_layout(sd, use_extrinsics=use_extrinsics)
+    return sd, layout
+
+
 def check_tensors(expected: Mapping[str, torch.Size], state_dict: Mapping[str, Any], *, what: str,
                   ignore_unexpected: Iterable[str] = (), floating: bool = False) -> None:
     """Raise :class:`CheckpointError` listing missing, unexpected, non-tensor (or, with ``floating``,
@@ -119,6 +133,25 @@ def _preview(items: list[str], n: int = 8) -> str:
 
 def is_url(path: str | os.PathLike) -> bool:
     return urllib.parse.urlparse(str(path)).scheme in ("http", "https")
+
+
+def is_hub_id(name: str | os.PathLike) -> bool:
+    """``owner/name`` that is not a local path."""
+    text = str(name)
+    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
+
+
+def hub_snapshot(repo_id: str, what: str, *, repo_type: str = "model", **options: Any) -> Path:
+    """The local snapshot of hub repo ``repo_id`` (``huggingface_hub.snapshot_download`` with ``options``:
+    ``revision``, ``token``, ``cache_dir``, ``local_files_only``; its cache and ``HF_HUB_OFFLINE`` apply).
+    ``OSError`` naming ``what`` and the repo when it cannot be had."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type=repo_type, **options))
+    except Exception as err:
+        raise OSError(f"cannot fetch {what} {repo_id!r} from the Hugging Face hub ({type(err).__name__}: {err}). "
+                      "If you are offline, download it elsewhere and pass the local directory.") from err
 
 
 def resolve_file(path_or_url: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,

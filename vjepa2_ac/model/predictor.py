@@ -349,20 +349,9 @@ class ACPredictor(nn.Module):
         ``layout``: ``"official"`` (vjepa2), ``"jepa-wms"`` (``proprio_encoder.*``, no ``extrinsics_encoder``) or
         ``None`` to detect it (:func:`~vjepa2_ac.model.checkpoint.predictor_layout`). Raises ``ValueError`` naming
         every missing, unexpected or mis-shaped key; on error nothing is loaded."""
-        from vjepa2_ac.model.checkpoint import (
-            LAYOUTS,
-            from_jepawms_layout,
-            load_state_dict_strict,
-            predictor_layout,
-            strip_official_prefixes,
-        )
+        from vjepa2_ac.model.checkpoint import load_state_dict_strict, to_official_layout
 
-        sd = strip_official_prefixes(state_dict)
-        layout = layout or predictor_layout(sd)
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS} (or None to detect it), got {layout!r}")
-        if layout == "jepa-wms":
-            sd = from_jepawms_layout(sd, use_extrinsics=self.config.use_extrinsics)
+        sd, layout = to_official_layout(state_dict, layout, use_extrinsics=self.config.use_extrinsics)
         load_state_dict_strict(self, sd, what=f"AC predictor ({layout} layout)")
 
     # -- cached tables

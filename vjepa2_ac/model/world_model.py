@@ -19,16 +19,15 @@ from torch import Tensor, nn
 
 from vjepa2_ac.atomic import atomic_directory
 from vjepa2_ac.model.checkpoint import (
-    LAYOUTS,
     RELEASED_AC_URL,
     CheckpointError,
-    from_jepawms_layout,
+    hub_snapshot,
+    is_hub_id,
     is_url,
     load_state_dict_strict,
     load_torch_checkpoint,
-    predictor_layout,
     resolve_file,
-    strip_official_prefixes,
+    to_official_layout,
 )
 from vjepa2_ac.model.pose import POSE_DIM, compute_new_pose
 from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
@@ -64,9 +63,7 @@ class WorldModel(nn.Module):
     def __init__(self, encoder: Encoder | None, predictor: ACPredictor, *, memory_budget_mb: float | None = None,
                  cost: str = "l1", context_window: int | None = None):
         super().__init__()
-        _check_cost(cost)
-        _check_window(context_window)
-        self.cost = cost
+        self.cost = cost  # validated by the property setters
         self.context_window = context_window
         if encoder is not None:
             if encoder.embed_dim != predictor.config.embed_dim:
@@ -78,6 +75,26 @@ class WorldModel(nn.Module):
         self.encoder = encoder
         self.predictor = predictor
         self.memory_budget_mb = memory_budget_mb
+
+    @property
+    def cost(self) -> str:
+        """The planning energy, ``"l1"`` or ``"l2"`` (checked when set)."""
+        return self._cost
+
+    @cost.setter
+    def cost(self, value: str) -> None:
+        check_cost(value)
+        self._cost = value
+
+    @property
+    def context_window(self) -> int | None:
+        """The default rollout window, ``None`` or an int >= 1 (checked when set)."""
+        return self._context_window
+
+    @context_window.setter
+    def context_window(self, value: int | None) -> None:
+        check_context_window(value)
+        self._context_window = value
 
     def compile_predictor(self, **kwargs: Any) -> WorldModel:
         """Compile the two halves of every predictor block around its attention (``ACBlock.pre_attention`` /
@@ -159,8 +176,10 @@ class WorldModel(nn.Module):
         if T0 + horizon - 1 > self.config.max_steps:
             raise ValueError(f"context {T0} + horizon {horizon} - 1 exceeds the predictor's {self.config.max_steps} "
                              "time steps")
-        context_window = self.context_window if context_window is None else context_window
-        _check_window(context_window)
+        if context_window is None:
+            context_window = self.context_window
+        else:
+            check_context_window(context_window)
         chunk = chunk_size or self.auto_chunk_size(B, T0 + horizon - 1)
         if chunk <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk}")
@@ -225,7 +244,6 @@ class WorldModel(nn.Module):
 
         ``ValueError`` naming the input when either holds a NaN or inf (checked on the ``[B]`` result, so the
         check costs nothing when all is finite)."""
-        _check_cost(self.cost)
         e = latent_distance(z_pred, z_goal, cost=self.cost)
         if not bool(torch.isfinite(e.detach()).all()):
             _check_finite(z_goal, "z_goal")
@@ -386,15 +404,10 @@ class WorldModel(nn.Module):
         if not isinstance(ckpt, Mapping) or "predictor" not in ckpt:
             keys = list(ckpt)[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
             raise CheckpointError(f"{path_or_url}: expected a dict with a 'predictor' entry, got {keys}")
-        pred_sd = strip_official_prefixes(ckpt["predictor"])
-        layout = layout or predictor_layout(pred_sd)
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS} (or None to detect it), got {layout!r}")
-        if layout == "jepa-wms":
-            use_extrinsics = predictor_config is not None and dict(
-                predictor_config.to_dict() if isinstance(predictor_config, ACPredictorConfig) else predictor_config
-            ).get("use_extrinsics", False)
-            pred_sd = from_jepawms_layout(pred_sd, use_extrinsics=use_extrinsics)
+        given = (predictor_config.to_dict() if isinstance(predictor_config, ACPredictorConfig)
+                 else dict(predictor_config or {}))
+        pred_sd, layout = to_official_layout(ckpt["predictor"], layout,
+                                             use_extrinsics=bool(given.get("use_extrinsics", False)))
         if predictor_config is None:
             predictor_config = infer_predictor_config(pred_sd)
         elif isinstance(predictor_config, Mapping):  # fields the weights cannot tell (img_size, num_heads, ...)
@@ -408,16 +421,13 @@ class WorldModel(nn.Module):
         if load_encoder:
             from vjepa2_ac.model.encoder import Encoder, vjepa2_config_from_official
 
+            official = None  # an official encoder state dict, to convert with encoder_config
             if isinstance(encoder, (str, os.PathLike)) and (is_url(encoder) or Path(encoder).is_file()):
                 enc_ckpt = load_torch_checkpoint(resolve_file(encoder))  # a V-JEPA 2 checkpoint (vitg.pt)
                 if not isinstance(enc_ckpt, Mapping) or "encoder" not in enc_ckpt:
                     raise CheckpointError(f"encoder {encoder}: expected a V-JEPA 2 checkpoint with an 'encoder' "
                                           "entry (e.g. vitg.pt)")
-                if encoder_config is None or isinstance(encoder_config, str):
-                    encoder_config = Encoder.config_for(encoder_config or DEFAULT_ENCODER_ID)
-                elif isinstance(encoder_config, Mapping):
-                    encoder_config = vjepa2_config_from_official(dict(encoder_config))
-                enc = Encoder.from_official_state_dict(enc_ckpt["encoder"], encoder_config)
+                official = enc_ckpt["encoder"]
             elif isinstance(encoder, (str, os.PathLike)):
                 enc = Encoder.from_pretrained(encoder)
             elif encoder is not None:
@@ -426,13 +436,13 @@ class WorldModel(nn.Module):
                 if "encoder" not in ckpt:
                     raise CheckpointError(f"{path_or_url} has no 'encoder' entry; pass encoder= (e.g. "
                                           f"{DEFAULT_ENCODER_ID!r})")
-                if encoder_config is None:
-                    encoder_config = Encoder.config_for(DEFAULT_ENCODER_ID)
-                elif isinstance(encoder_config, str):
-                    encoder_config = Encoder.config_for(encoder_config)
+                official = ckpt["encoder"]
+            if official is not None:
+                if encoder_config is None or isinstance(encoder_config, str):
+                    encoder_config = Encoder.config_for(encoder_config or DEFAULT_ENCODER_ID)
                 elif isinstance(encoder_config, Mapping):
                     encoder_config = vjepa2_config_from_official(dict(encoder_config))
-                enc = Encoder.from_official_state_dict(ckpt["encoder"], encoder_config)
+                enc = Encoder.from_official_state_dict(official, encoder_config)
         model = cls(enc, predictor, **kwargs)
         return model.to(device=device, dtype=dtype) if (device or dtype) else model
 
@@ -483,12 +493,14 @@ def default_card(repo_id: str) -> str:
             f"\n\nwm = WorldModel.from_pretrained(\"{repo_id}\")\n```\n")
 
 
-def _check_cost(cost: Any) -> None:
+def check_cost(cost: Any) -> None:
+    """``ValueError`` unless ``cost`` is a planning energy of :data:`COSTS`."""
     if cost not in COSTS:
-        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+        raise ValueError(f"cost must be {' or '.join(map(repr, COSTS))}, got {cost!r}")
 
 
-def _check_window(window: Any) -> None:
+def check_context_window(window: Any) -> None:
+    """``ValueError`` unless ``window`` is ``None`` (the whole history) or an int >= 1 (frames a rollout step sees)."""
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ValueError(f"context_window must be None or an int >= 1, got {window!r}")
 
@@ -522,17 +534,11 @@ def resolve_model_dir(name_or_dir: str | os.PathLike, *, revision: str | None = 
     if str(name_or_dir) in bundled.MODELS:
         return bundled.model_dir(str(name_or_dir))
     name = str(name_or_dir)
-    if name.count("/") != 1 or name.startswith((".", "/")):
+    if not is_hub_id(name):
         raise FileNotFoundError(f"no world model directory {name!r}; bundled models: {sorted(bundled.MODELS)}; "
                                 "or give a hub repo id 'owner/name'")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(name, revision=revision, token=token, cache_dir=cache_dir,
-                                      local_files_only=local_files_only))
-    except Exception as err:
-        raise OSError(f"cannot fetch world model {name!r} from the Hugging Face hub ({type(err).__name__}: {err}). "
-                      "If you are offline, download it elsewhere and pass the local directory.") from err
+    return hub_snapshot(name, "world model", revision=revision, token=token, cache_dir=cache_dir,
+                        local_files_only=local_files_only)
 
 
 def _rows_equal(x: Tensor) -> bool:

@@ -16,7 +16,15 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from planners.common import SearchConfig, _positive, check_generator, check_inputs, rollout_energy, shift_plan
+from planners.common import (
+    SearchConfig,
+    _positive,
+    bind_space,
+    check_generator,
+    check_inputs,
+    rollout_energy,
+    shift_plan,
+)
 from planners.protocol import Plan, WorldModelLike
 
 
@@ -108,7 +116,7 @@ class CEM:
         return mean, std
 
     def sample(self, mean: Tensor, std: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Constrained 7-D action samples ``[S, H, 7]``; one ``randn(S, d)`` draw per horizon step (released order)."""
+        """Constrained action samples ``[S, H, A]``; one ``randn(S, d)`` draw per horizon step (released order)."""
         s, d = self.config.samples, self.space.size
         steps = [
             torch.randn(s, d, generator=generator, device=mean.device) * std[h] + mean[h] for h in range(mean.shape[0])
@@ -116,7 +124,7 @@ class CEM:
         return self.space.to_full(self.space.project(torch.stack(steps, dim=1)))
 
     def update(self, mean: Tensor, std: Tensor, elites: Tensor) -> tuple[Tensor, Tensor]:
-        """New ``mean``, ``std`` ``[H, d]`` from elite 7-D actions ``[K, H, 7]`` (old values weighted by momentum)."""
+        """New ``mean``, ``std`` ``[H, d]`` from elite actions ``[K, H, A]`` (old values weighted by momentum)."""
         cfg, dims = self.config, list(self.space.dims)
         elite_mean, elite_std = elites.mean(dim=0)[..., dims], elites.std(dim=0)[..., dims]
         new_mean, new_std = [], []
@@ -131,12 +139,13 @@ class CEM:
         return torch.cat(new_mean, dim=-1), torch.cat(new_std, dim=-1)
 
     def final_actions(self, mean: Tensor) -> Tensor:
-        """``[H, 7]``: the mean, unsearched dims 0, small gripper deltas rounded to 0 (released)."""
-        full = mean.new_zeros(mean.shape[0], 7)
+        """``[H, A]``: the mean, unsearched dims 0, small gripper deltas rounded to 0 (released)."""
+        robot = self.space.robot
+        full = mean.new_zeros(mean.shape[0], robot.dim)
         full[:, list(self.space.dims)] = mean
-        if self.config.gripper_round is not None:
-            g = full[:, 6]
-            full[:, 6] = torch.where(g.abs() < self.config.gripper_round, torch.zeros_like(g), g)
+        if self.config.gripper_round is not None and robot.gripper is not None:
+            g = full[:, robot.gripper]
+            full[:, robot.gripper] = torch.where(g.abs() < self.config.gripper_round, torch.zeros_like(g), g)
         return full
 
     def plan(
@@ -149,11 +158,11 @@ class CEM:
         context_actions: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Plan:
-        """z0 ``[1, T0, N, D]``, s0 ``[1, T0, 7]``, z_goal ``[1, 1, N, D]`` -> :class:`Plan` (actions ``[H, 7]``).
+        """z0 ``[1, T0, N, D]``, s0 ``[1, T0, A]``, z_goal ``[1, 1, N, D]`` -> :class:`Plan` (actions ``[H, A]``).
 
         ``history[i]``: ``mean``/``std`` ``[H, d]`` after iteration i, ``energies [S]``, ``elite_energies [K]``.
         """
-        check_inputs(z0, s0, z_goal, context_actions)
+        check_inputs(z0, s0, z_goal, context_actions, bind_space(self, world_model).robot)
         check_generator(generator, z0.device)
         cfg = self.config
         kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype, rescore=cfg.rescore)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from torch import Tensor
 
 from planners.constraints import ActionSpace, Constraint
 from planners.protocol import NonFiniteError, WorldModelLike
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace, robot_space_of
 
 EnergyOn = Literal["final", "sum"]
 _AUTOCAST_DTYPES = (None, "auto", torch.float32, torch.bfloat16, torch.float16)
@@ -48,8 +49,9 @@ class SearchConfig:
     """Fields every planner config has.
 
     horizon: number of planned actions H.
-    maxnorm, constraint, search_rotation, rotation_maxnorm, gripper_max, axis, close_gripper, open_gripper: see
-        :class:`planners.constraints.ActionSpace`.
+    maxnorm, constraint, search_rotation, rotation_maxnorm, gripper_max, axis, close_gripper, open_gripper,
+        joint_maxnorm: see :class:`planners.constraints.ActionSpace` (``joint_maxnorm`` only matters for a robot
+        space with joints).
     energy: ``"final"`` scores the last predicted frame (released), ``"sum"`` sums the energies of all H.
     warm_start: start from the previous plan shifted by one step (call ``planner.reset()`` per episode).
     dtype: autocast dtype for the world-model calls (``torch.bfloat16`` for speed); ``None`` = no autocast;
@@ -73,6 +75,7 @@ class SearchConfig:
     dtype: torch.dtype | str | None = None
     evaluate_plan: bool = True
     rescore: int = 0
+    joint_maxnorm: float = 0.1
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -86,8 +89,11 @@ class SearchConfig:
             raise ValueError(f"rescore must be >= 0, got {self.rescore}")
         self.action_space()  # validates the constraint fields
 
-    def action_space(self) -> ActionSpace:
+    def action_space(self, robot: RobotSpace = DROID_FRANKA) -> ActionSpace:
+        """The searched space of these settings for ``robot`` (planners use their world model's space)."""
         return ActionSpace(
+            robot=robot,
+            joint_maxnorm=self.joint_maxnorm,
             constraint=self.constraint,
             maxnorm=self.maxnorm,
             search_rotation=self.search_rotation,
@@ -114,19 +120,30 @@ def check_finite(x: Tensor, name: str) -> None:
         raise NonFiniteError(f"{name} contains NaN or inf")
 
 
-def check_inputs(z0: Tensor, s0: Tensor, z_goal: Tensor, context_actions: Tensor | None) -> None:
+def bind_space(planner: Any, world_model: WorldModelLike) -> ActionSpace:
+    """``planner.space`` for the robot space of ``world_model`` (rebuilt from ``planner.config`` when the robot
+    changes; a warm start from another robot's plan is dropped)."""
+    robot = robot_space_of(world_model)
+    if planner.space.robot is not robot and planner.space.robot != robot:
+        planner.space = planner.config.action_space(robot)
+        if hasattr(planner, "reset"):
+            planner.reset()
+    return planner.space
+
+
+def check_inputs(z0: Tensor, s0: Tensor, z_goal: Tensor, context_actions: Tensor | None,
+                 robot: RobotSpace = DROID_FRANKA) -> None:
     """Validate the planner inputs (see :meth:`planners.protocol.Planner.plan`): shapes, and finite values."""
     if z0.ndim != 4 or z0.shape[0] != 1:
         raise ValueError(f"z0 must be [1, T0, N, D], got shape {tuple(z0.shape)}")
-    t0 = z0.shape[1]
-    if s0.shape != (1, t0, 7):
-        raise ValueError(f"s0 must be [1, T0={t0}, 7], got shape {tuple(s0.shape)}")
+    t0, a = z0.shape[1], robot.dim
+    robot.check(s0, "s0", (1, t0))
     if z_goal.ndim != 4 or z_goal.shape[0] != 1 or z_goal.shape[1] != 1 or z_goal.shape[2:] != z0.shape[2:]:
         raise ValueError(f"z_goal must be [1, 1, N, D] = [1, 1, {z0.shape[2]}, {z0.shape[3]}], got {tuple(z_goal.shape)}")
     if t0 > 1 and context_actions is None:
-        raise ValueError(f"context_actions [1, T0-1={t0 - 1}, 7] is required when z0 has T0={t0} frames")
-    if context_actions is not None and context_actions.shape != (1, t0 - 1, 7):
-        raise ValueError(f"context_actions must be [1, T0-1={t0 - 1}, 7], got {tuple(context_actions.shape)}")
+        raise ValueError(f"context_actions [1, T0-1={t0 - 1}, {a}] is required when z0 has T0={t0} frames")
+    if context_actions is not None:
+        robot.check(context_actions, "context_actions", (1, t0 - 1))
     for x, name in ((z0, "z0 (context latents)"), (s0, "s0 (context states)"), (z_goal, "z_goal (goal latents)"),
                     (context_actions, "context_actions")):
         if x is not None:
@@ -177,9 +194,9 @@ def rollout_energy(
     dtype: torch.dtype | None = None,
     rescore: int = 0,
 ) -> Tensor:
-    """Energies ``[B]`` (float32) of B action sequences ``[B, H, 7]`` from a ``[1, T0, ...]`` context.
+    """Energies ``[B]`` (float32) of B action sequences ``[B, H, A]`` from a ``[1, T0, ...]`` context.
 
-    The context is expanded (no copy) to B; the known ``context_actions [1, T0-1, 7]`` are prepended.
+    The context is expanded (no copy) to B; the known ``context_actions [1, T0-1, A]`` are prepended.
     With a low-precision ``dtype`` and ``rescore > 0``, the ``rescore`` best samples are evaluated again in float32.
     ``dtype="auto"`` is resolved for the latents' device (:func:`resolve_dtype`).
     """

@@ -1,7 +1,9 @@
 """Action constraints: box clip, Euclidean projection onto the L1 ball, and the searched action space.
 
-Actions are ``[dx, dy, dz, droll, dpitch, dyaw, dg]``. Planners search either the released 4 numbers
-``[dx, dy, dz, dg]`` (rotation deltas fixed to 0) or all 7 (``search_rotation=True``).
+Actions follow the world model's robot space (:class:`vjepa2_ac.model.space.RobotSpace`; DROID's Franka
+``[dx, dy, dz, droll, dpitch, dyaw, dg]`` by default). Planners search the position, joint and gripper deltas (the
+released 4 numbers ``[dx, dy, dz, dg]`` for DROID, rotation deltas fixed to 0), plus the rotation deltas with
+``search_rotation=True``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace
+
 Constraint = Literal["box", "l1_ball"]
-ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "dg")
-XYZ_GRIPPER_DIMS = (0, 1, 2, 6)
-ALL_DIMS = (0, 1, 2, 3, 4, 5, 6)
 
 
 def clip_box(x: Tensor, bound: float) -> Tensor:
@@ -52,16 +53,21 @@ def project_l1_ball(x: Tensor, radius: float) -> Tensor:
 class ActionSpace:
     """The searched action variables and their constraints.
 
-    constraint: ``"box"`` clips each of dx, dy, dz to ``[-maxnorm, maxnorm]``; ``"l1_ball"`` projects
-        (dx, dy, dz) onto the L1 ball of radius ``maxnorm``.
+    The searched vector is the robot space's position, (rotation,) joint and gripper deltas, in that order
+    (DROID: ``[dx, dy, dz, dg]``, or all 7 with ``search_rotation``); :meth:`to_full` puts them at their indices.
+
+    constraint: ``"box"`` clips each position delta to ``[-maxnorm, maxnorm]``; ``"l1_ball"`` projects the
+        position deltas onto the L1 ball of radius ``maxnorm``.
     search_rotation: search the 3 rotation deltas too (clipped to ``[-rotation_maxnorm, rotation_maxnorm]``);
         otherwise they are 0.
+    joint_maxnorm: joint deltas (rad) are clipped to ``[-joint_maxnorm, joint_maxnorm]``.
     gripper_max: dg is clipped to ``[-gripper_max, gripper_max]`` (released: 0.75).
-    axis: ``{action index (0..6): value}`` fixes searched dims (released ``axis``; note the released code
-        indexed its 4-vector, where the gripper was 3; here the gripper is 6).
+    axis: ``{action index: value}`` fixes searched dims (released ``axis``; note the released code indexed its
+        4-vector, where the gripper was 3; here an index is the robot space's, the DROID gripper is 6).
     close_gripper: from this horizon step on, dg is forced to 1.0 (released ``close_gripper``).
     open_gripper: from this horizon step on, dg is forced to -1.0 (the mirror of ``close_gripper``, not in the
         released code: e.g. release the object on a "placed" sub-goal). At most one of the two.
+    robot: the world model's robot space (planners take it from the world model they plan with).
     """
 
     constraint: Constraint = "box"
@@ -72,11 +78,15 @@ class ActionSpace:
     axis: Mapping[int, float] = field(default_factory=dict)
     close_gripper: int | None = None
     open_gripper: int | None = None
+    joint_maxnorm: float = 0.1
+    robot: RobotSpace = DROID_FRANKA
 
     def __post_init__(self) -> None:
         if self.constraint not in ("box", "l1_ball"):
             raise ValueError(f"constraint must be 'box' or 'l1_ball', got {self.constraint!r}")
-        for name in ("maxnorm", "rotation_maxnorm", "gripper_max"):
+        if not isinstance(self.robot, RobotSpace):
+            raise ValueError(f"robot must be a RobotSpace, got {type(self.robot).__name__}")
+        for name in ("maxnorm", "rotation_maxnorm", "gripper_max", "joint_maxnorm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for index in self.axis:
@@ -84,7 +94,7 @@ class ActionSpace:
                 hint = " (the released 4-vector used 3 for the gripper; here it is 6)" if index == 3 else ""
                 raise ValueError(
                     f"axis key {index} is not a searched action index {self.dims} "
-                    f"({', '.join(ACTION_NAMES[i] for i in self.dims)}){hint}"
+                    f"({', '.join(self.robot.action_names[i] for i in self.dims)}){hint}"
                 )
         for name in ("close_gripper", "open_gripper"):
             step = getattr(self, name)
@@ -92,21 +102,34 @@ class ActionSpace:
                 raise ValueError(f"{name} must be None or an int >= 0 (a horizon step), got {step!r}")
         if self.close_gripper is not None and self.open_gripper is not None:
             raise ValueError("give at most one of close_gripper and open_gripper")
+        if self.forced_gripper is not None and self.robot.gripper is None:
+            raise ValueError(f"close_gripper / open_gripper need a gripper; robot space {self.robot.describe()} "
+                             "has none")
+        if self.search_rotation and not self.robot.rotation:
+            raise ValueError(f"search_rotation needs rotation dims; robot space {self.robot.describe()} has none")
+
+    def _group_indices(self) -> list[tuple[str, tuple[int, ...]]]:
+        r = self.robot
+        groups = [("xyz", r.position), ("rotation", r.rotation if self.search_rotation else ()), ("joints", r.joints),
+                  ("gripper", () if r.gripper is None else (r.gripper,))]
+        return [(name, idx) for name, idx in groups if idx]
 
     @property
     def dims(self) -> tuple[int, ...]:
-        """Indices of the searched variables in the 7-D action."""
-        return ALL_DIMS if self.search_rotation else XYZ_GRIPPER_DIMS
+        """Indices of the searched variables in the robot's action (DROID: ``(0, 1, 2, 6)`` or ``0..6``)."""
+        return tuple(i for _, idx in self._group_indices() for i in idx)
 
     @property
     def size(self) -> int:
         return len(self.dims)
 
     def groups(self) -> list[tuple[str, slice]]:
-        """Named slices of the searched vector: ``xyz``, (``rotation``), ``gripper``."""
-        if self.search_rotation:
-            return [("xyz", slice(0, 3)), ("rotation", slice(3, 6)), ("gripper", slice(6, 7))]
-        return [("xyz", slice(0, 3)), ("gripper", slice(3, 4))]
+        """Named slices of the searched vector: ``xyz``, (``rotation``), ``joints``, ``gripper`` (those present)."""
+        out, start = [], 0
+        for name, idx in self._group_indices():
+            out.append((name, slice(start, start + len(idx))))
+            start += len(idx)
+        return out
 
     def _position(self, action_index: int) -> int:
         return self.dims.index(action_index)
@@ -122,6 +145,8 @@ class ActionSpace:
                 x = clip_box(x, self.maxnorm) if self.constraint == "box" else project_l1_ball(x, self.maxnorm)
             elif name == "rotation":
                 x = clip_box(x, self.rotation_maxnorm)
+            elif name == "joints":
+                x = clip_box(x, self.joint_maxnorm)
             else:
                 x = clip_box(x, self.gripper_max)
             parts.append(x)
@@ -133,19 +158,22 @@ class ActionSpace:
         return out
 
     def to_full(self, a: Tensor) -> Tensor:
-        """Searched ``[..., H, d]`` -> 7-D actions ``[..., H, 7]`` (unsearched dims 0, ``close_gripper`` /
+        """Searched ``[..., H, d]`` -> robot actions ``[..., H, A]`` (unsearched dims 0, ``close_gripper`` /
         ``open_gripper`` applied)."""
         if a.ndim < 2 or a.shape[-1] != self.size:
             raise ValueError(f"searched actions must be [..., H, {self.size}], got shape {tuple(a.shape)}")
-        if self.search_rotation:
+        dims = self.dims
+        if dims == tuple(range(self.robot.dim)):
             full = a
-        else:
-            zeros = a.new_zeros(*a.shape[:-1], 3)
-            full = torch.cat([a[..., :3], zeros, a[..., 3:]], dim=-1)
+        else:  # scatter the searched columns into zeros (out of place: differentiable for the gradient planner)
+            zeros = a.new_zeros(*a.shape[:-1], 1)
+            where = {d: k for k, d in enumerate(dims)}
+            full = torch.cat([a[..., where[i]:where[i] + 1] if i in where else zeros for i in range(self.robot.dim)],
+                             dim=-1)
         forced = self.forced_gripper
         if forced is not None and forced[0] < a.shape[-2]:
             full = full.clone()
-            full[..., forced[0] :, 6] = forced[1]
+            full[..., forced[0] :, self.robot.gripper] = forced[1]
         return full
 
     @property
@@ -171,24 +199,31 @@ class ActionSpace:
         gripper_std: float,
         rotation_std: float = 0.0,
         device: torch.device | str | None = None,
+        joint_std: float | None = None,
     ) -> Tensor:
-        """``[H, d]`` per-group initial standard deviations."""
-        values = {"xyz": xyz_std, "rotation": rotation_std, "gripper": gripper_std}
+        """``[H, d]`` per-group initial standard deviations (joints: ``joint_std``, default ``joint_maxnorm``)."""
+        values = {"xyz": xyz_std, "rotation": rotation_std, "gripper": gripper_std,
+                  "joints": self.joint_maxnorm if joint_std is None else joint_std}
         cols = [torch.full((horizon, sl.stop - sl.start), values[name], device=device) for name, sl in self.groups()]
         return torch.cat(cols, dim=-1)
 
 
 def check_actions(actions: Tensor, space: ActionSpace, atol: float = 1e-6) -> None:
-    """Raise ``ValueError`` if 7-D ``actions [..., H, 7]`` break the constraints of ``space``."""
-    xyz, rot, grip = actions[..., :3], actions[..., 3:6], actions[..., 6]
-    if space.constraint == "box":
+    """Raise ``ValueError`` if robot actions ``[..., H, A]`` break the constraints of ``space``."""
+    r = space.robot
+    r.check(actions, "actions")
+    xyz, rot, joints = actions[..., list(r.position)], actions[..., list(r.rotation)], actions[..., list(r.joints)]
+    grip = actions[..., r.gripper] if r.gripper is not None else actions.new_zeros(actions.shape[:-1])
+    if joints.numel() and joints.abs().amax() > space.joint_maxnorm + atol:
+        raise ValueError(f"joint deltas exceed {space.joint_maxnorm}")
+    if xyz.numel() and space.constraint == "box":
         bad = xyz.abs().amax() > space.maxnorm + atol
     else:
-        bad = xyz.abs().sum(-1).amax() > space.maxnorm + atol
+        bad = xyz.numel() and xyz.abs().sum(-1).amax() > space.maxnorm + atol
     if bad:
         raise ValueError(f"xyz deltas leave the {space.constraint} of size {space.maxnorm}")
     limit = space.rotation_maxnorm if space.search_rotation else 0.0
-    if rot.abs().amax() > limit + atol:
+    if rot.numel() and rot.abs().amax() > limit + atol:
         raise ValueError(f"rotation deltas exceed {limit}")
     if space.forced_gripper is not None:
         grip = grip[..., : space.forced_gripper[0]]  # forced to +-1.0 from close_gripper / open_gripper on

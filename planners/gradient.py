@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from planners.common import SearchConfig, _positive, check_generator, check_inputs, rollout_energy, shift_plan
+from planners.common import (
+    SearchConfig,
+    _positive,
+    bind_space,
+    check_generator,
+    check_inputs,
+    rollout_energy,
+    shift_plan,
+)
 from planners.protocol import Plan, WorldModelLike
 
 
@@ -79,11 +87,11 @@ class GradientPlanner:
         context_actions: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Plan:
-        """z0 ``[1, T0, N, D]``, s0 ``[1, T0, 7]``, z_goal ``[1, 1, N, D]`` -> :class:`Plan`.
+        """z0 ``[1, T0, N, D]``, s0 ``[1, T0, A]``, z_goal ``[1, 1, N, D]`` -> :class:`Plan`.
 
         ``history[i]``: ``energies [R]`` of the restarts before step i, ``best_energy``.
         """
-        check_inputs(z0, s0, z_goal, context_actions)
+        check_inputs(z0, s0, z_goal, context_actions, bind_space(self, world_model).robot)
         check_generator(generator, z0.device)
         cfg, space = self.config, self.space
         kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype)

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from planners.common import check_finite
 from planners.protocol import NonFiniteError, Plan, Planner, WorldModelLike
+from vjepa2_ac.model.space import RobotSpace, robot_space_of
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Phase:
 class StepRecord:
     """What happened at one ``act`` call."""
 
-    action: np.ndarray  # [7] float32, the executed action
+    action: np.ndarray  # [A] float32, the executed action
     plan_energy: float  # predicted energy of the plan
     frame_energy: float  # energy of the observed frame to the active phase's goal (before planning)
     phase: int  # index of the phase that planned this step
@@ -148,6 +149,12 @@ class MPCAgent:
         self._generator: torch.Generator | None = None
 
     @property
+    def space(self) -> RobotSpace:
+        """The world model's robot space: what ``state`` and the returned action hold (DROID's Franka space
+        unless the model says otherwise)."""
+        return robot_space_of(self.world_model)
+
+    @property
     def phase(self) -> Phase:
         """The active phase."""
         return self.phases[self.phase_index]
@@ -174,13 +181,13 @@ class MPCAgent:
         self._steps_in_phase = 0
 
     def act(self, frame: Any, state: Any) -> np.ndarray:
-        """Observed frame uint8 ``[H, W, 3]`` and state ``[7]`` (numpy or torch) -> action float32 ``[7]``.
+        """Observed frame uint8 ``[H, W, 3]`` and state ``[A]`` (numpy or torch; A = 7 for DROID's Franka space, see
+        :attr:`space`) -> action float32 ``[A]``.
 
         Raises :class:`~planners.protocol.NonFiniteError` instead of returning an action when a latent, an energy or
         the plan is not finite (the robot loop then stops the arm)."""
         state_t = torch.as_tensor(np.asarray(state, dtype=np.float32) if not isinstance(state, Tensor) else state)
-        if state_t.shape != (7,):
-            raise ValueError(f"state must be [7] = [x, y, z, roll, pitch, yaw, g], got shape {tuple(state_t.shape)}")
+        self.space.check(state_t, "state", ())
         check_finite(state_t, "state")
         frame_t = torch.as_tensor(np.asarray(frame)) if not isinstance(frame, Tensor) else frame
         if frame_t.dtype != torch.uint8 or frame_t.ndim != 3 or frame_t.shape[-1] != 3:
@@ -195,7 +202,7 @@ class MPCAgent:
             if self.phase.switch_energy is not None and frame_energy < self.phase.switch_energy:
                 self._next_phase()
                 frame_energy = float(self.world_model.energy(z, self.goal)[0])
-        s0 = state_t.to(device=z.device, dtype=torch.float32).reshape(1, 1, 7)
+        s0 = state_t.to(device=z.device, dtype=torch.float32).reshape(1, 1, -1)
         plan = self.planner.plan(self.world_model, z, s0, self.goal, generator=self._generator_for(z.device))
         action = plan.actions[0].detach().float().cpu().numpy()
         if not np.isfinite(action).all() or np.isinf(plan.energy):  # nan energy: the planner did not evaluate it
@@ -217,8 +224,8 @@ class MPCAgent:
 
     @property
     def actions(self) -> np.ndarray:
-        """``[steps, 7]`` executed actions."""
-        return np.stack([r.action for r in self.records]) if self.records else np.zeros((0, 7), np.float32)
+        """``[steps, A]`` executed actions."""
+        return np.stack([r.action for r in self.records]) if self.records else np.zeros((0, self.space.dim), np.float32)
 
     def stats(self) -> dict[str, float]:
         """Latency summary (seconds) and the last energies of the episode so far."""

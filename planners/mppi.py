@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from planners.common import SearchConfig, _positive, check_generator, check_inputs, rollout_energy, shift_plan
+from planners.common import (
+    SearchConfig,
+    _positive,
+    bind_space,
+    check_generator,
+    check_inputs,
+    rollout_energy,
+    shift_plan,
+)
 from planners.protocol import Plan, WorldModelLike
 
 
@@ -71,11 +79,11 @@ class MPPI:
         context_actions: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Plan:
-        """z0 ``[1, T0, N, D]``, s0 ``[1, T0, 7]``, z_goal ``[1, 1, N, D]`` -> :class:`Plan`.
+        """z0 ``[1, T0, N, D]``, s0 ``[1, T0, A]``, z_goal ``[1, 1, N, D]`` -> :class:`Plan`.
 
         ``history[i]``: ``mean``/``std`` ``[H, d]`` after iteration i, ``energies [S]``, ``weights [S]``.
         """
-        check_inputs(z0, s0, z_goal, context_actions)
+        check_inputs(z0, s0, z_goal, context_actions, bind_space(self, world_model).robot)
         check_generator(generator, z0.device)
         cfg, space, device = self.config, self.space, z0.device
         kw = dict(context_actions=context_actions, energy=cfg.energy, dtype=cfg.dtype, rescore=cfg.rescore)

@@ -1,6 +1,8 @@
 """What planners see of a world model, what every planner offers, and what a plan returns.
 
-Shapes: ``B`` samples, ``T0`` context frames, ``H`` planning horizon, ``N`` tokens per frame, ``D`` channels.
+Shapes: ``B`` samples, ``T0`` context frames, ``H`` planning horizon, ``N`` tokens per frame, ``D`` channels,
+``A`` numbers per state and action (7 in DROID's Franka space; a world model with a ``space`` attribute, a
+:class:`vjepa2_ac.model.space.RobotSpace`, says otherwise).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ class NonFiniteError(ValueError):
 
 @runtime_checkable
 class WorldModelLike(Protocol):
-    """The only part of a world model the planners use (``vjepa2_ac.WorldModel`` satisfies it)."""
+    """The only part of a world model the planners use (``vjepa2_ac.WorldModel`` satisfies it). An optional
+    ``space`` attribute (:class:`~vjepa2_ac.model.space.RobotSpace`) names its state and action dims."""
 
     def rollout(self, z0: Tensor, s0: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """z0 ``[B, T0, N, D]``, s0 ``[B, T0, 7]``, actions ``[B, T0-1+H, 7]`` -> latents ``[B, H, N, D]``,
-        states ``[B, H, 7]``.
+        """z0 ``[B, T0, N, D]``, s0 ``[B, T0, A]``, actions ``[B, T0-1+H, A]`` -> latents ``[B, H, N, D]``,
+        states ``[B, H, A]``.
 
         ``z0``/``s0`` may be expanded views (stride 0) of a ``[1, ...]`` context. Differentiable w.r.t.
         ``actions`` when grad is enabled. Latents are layer-normed (comparable with goal latents)."""
@@ -41,7 +44,7 @@ class WorldModelLike(Protocol):
 class Plan:
     """Result of one planning call.
 
-    actions: ``[H, 7]`` float32 action sequence (execute ``actions[0]``, re-plan: receding horizon).
+    actions: ``[H, A]`` float32 action sequence (execute ``actions[0]``, re-plan: receding horizon).
     energy: predicted energy of ``actions`` (the planner's objective, ``nan`` if not evaluated).
     history: one dict per iteration (planner-specific keys, e.g. ``mean``/``std`` ``[H, d]``,
         ``energies`` ``[S]`` of the evaluated samples, ``best_energy``).
@@ -66,7 +69,7 @@ class Planner(Protocol):
         context_actions: Tensor | None = None,
         generator: Any = None,
     ) -> Plan:
-        """z0 ``[1, T0, N, D]``, s0 ``[1, T0, 7]``, z_goal ``[1, 1, N, D]``; context_actions ``[1, T0-1, 7]``
+        """z0 ``[1, T0, N, D]``, s0 ``[1, T0, A]``, z_goal ``[1, 1, N, D]``; context_actions ``[1, T0-1, A]``
         (the known actions between the context frames, required when ``T0 > 1``)."""
         ...
 

@@ -45,6 +45,21 @@ def tiny_world_model():
 
 
 @pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory) -> Path:
+    """A tiny random encoder (32 px, patch 16, one layer) saved in HF layout, for training tests."""
+    import torch
+    from transformers import VJEPA2Config
+
+    from vjepa2_ac.model.encoder import Encoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        cfg = VJEPA2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, crop_size=32, patch_size=16,
+                           pred_hidden_size=16, pred_num_hidden_layers=1, pred_num_attention_heads=2)
+        return Encoder(cfg).save_pretrained(tmp_path_factory.mktemp("enc") / "encoder")
+
+
+@pytest.fixture(scope="session")
 def save_tiny_model(tmp_path_factory, tiny_world_model):
     """``save_tiny_model(planning)`` -> a directory with the tiny world model and ``planning`` as its planning.json
     (what ``--model DIR`` and ``load_world_model(DIR)`` read)."""

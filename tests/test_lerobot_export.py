@@ -113,7 +113,7 @@ def test_reader_takes_a_state_of_several_columns(tmp_path):
     reader = LeRobotEpisodes(out, state_key=["observation.cartesian", "observation.gripper"])
     with EpisodeFile(paths[1]) as ep:
         np.testing.assert_array_equal(reader.read(1, np.arange(4))[1], ep.states())
-    with pytest.raises(ValueError, match=r"has 6 values per frame, not the 7-d"):
+    with pytest.raises(ValueError, match=r"has 6 values per frame, not the 7 of robot space droid-franka-ee"):
         LeRobotEpisodes(out, state_key=["observation.cartesian"])
     with pytest.raises(ValueError, match=r"\['observation.nope'\] is not a feature"):
         LeRobotEpisodes(out, state_key=["observation.cartesian", "observation.nope"])

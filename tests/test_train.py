@@ -56,18 +56,6 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory) -> Path:
-    from transformers import VJEPA2Config
-
-    from vjepa2_ac.model.encoder import Encoder
-
-    torch.manual_seed(0)
-    cfg = VJEPA2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, crop_size=32, patch_size=16,
-                       pred_hidden_size=16, pred_num_hidden_layers=1, pred_num_attention_heads=2)
-    return Encoder(cfg).save_pretrained(tmp_path_factory.mktemp("enc") / "encoder")
-
-
 def small_config(encoder_dir: Path, **kw) -> TrainConfig:
     base = dict(encoder=str(encoder_dir) if encoder_dir else None, predictor=dict(predictor_embed_dim=32, depth=2, num_heads=2, num_frames=16),
                 frames_per_clip=4, batch_size=4, total_steps=6, clips_per_epoch=8, lr=1e-3, start_lr=1e-4,

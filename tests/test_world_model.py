@@ -198,37 +198,85 @@ def test_unreachable_url_is_a_clear_error(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir()), "a failed download left files behind"
 
 
-def test_url_download_is_atomic_and_cached(tmp_path, official_small):
+@pytest.fixture
+def file_server(monkeypatch):
+    """``serve(payload) -> (base url, hits)``: a local HTTP server with byte ranges; huggingface_hub online."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    servers = []
+
+    def serve(payload: bytes):
+        hits = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                start = int(self.headers.get("Range", "bytes=0-").split("=")[1].split("-")[0])
+                hits.append((self.path, start))
+                body = payload[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body)))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}", hits
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+
+
+def test_url_download_is_atomic_and_cached(tmp_path, official_small, file_server):
+    from vjepa2_ac.model.checkpoint import resolve_file
+
     src = tmp_path / "src.pt"
     torch.save(official_small["checkpoint"], src)
     payload = src.read_bytes()
-    hits = []
+    base, hits = file_server(payload)
+    url, cache = f"{base}/files/vjepa2-ac-small.pt", tmp_path / "cache"
+    local = resolve_file(url, cache_dir=cache)
+    assert local == cache / "vjepa2-ac-small.pt" and local.read_bytes() == payload
+    assert resolve_file(url, cache_dir=cache) == local and len(hits) == 1  # second call uses the cache
+    assert [p.name for p in cache.iterdir()] == ["vjepa2-ac-small.pt"]
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
 
-        def log_message(self, *args):
-            pass
+def test_url_download_resumes_checks_sha256_and_respects_offline_mode(tmp_path, file_server, monkeypatch):
+    import hashlib
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/files/vjepa2-ac-small.pt"
-        cache = tmp_path / "cache"
-        from vjepa2_ac.model.checkpoint import resolve_file
+    import huggingface_hub.constants
 
-        local = resolve_file(url, cache_dir=cache)
-        assert local == cache / "vjepa2-ac-small.pt" and local.read_bytes() == payload
-        assert resolve_file(url, cache_dir=cache) == local and len(hits) == 1  # second call uses the cache
-        assert [p.name for p in cache.iterdir()] == ["vjepa2-ac-small.pt"]
-    finally:
-        server.shutdown()
+    from vjepa2_ac.model.checkpoint import resolve_file
+
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    digest = hashlib.sha256(payload).hexdigest()
+    base, hits = file_server(payload)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "a.pt.part").write_bytes(payload[:300_000])  # what an interrupted download left
+    local = resolve_file(f"{base}/a.pt", cache_dir=cache, sha256=digest)
+    assert local.read_bytes() == payload and hits == [("/a.pt", 300_000)]  # resumed, not restarted
+    assert sorted(p.name for p in cache.iterdir()) == ["a.pt", "a.pt.sha256"]
+    assert resolve_file(f"{base}/a.pt", cache_dir=cache, sha256=digest) == local  # checked once, then trusted
+
+    base, _ = file_server(payload[:-1] + b"x")  # a corrupted server
+    with pytest.raises(CheckpointError, match=f"SHA-256 .* is not the expected {digest} \\(the download was deleted"):
+        resolve_file(f"{base}/b.pt", cache_dir=cache, sha256=digest)
+    assert not (cache / "b.pt").exists()
+    with pytest.raises(ValueError, match="sha256 must be 64 hex digits"):
+        resolve_file(f"{base}/b.pt", cache_dir=cache, sha256="abc")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert resolve_file(f"{base}/a.pt", cache_dir=cache) == local  # cached files need no network
+    with pytest.raises(ConnectionError, match="offline mode \\(HF_HUB_OFFLINE\\)"):
+        resolve_file(f"{base}/c.pt", cache_dir=cache)
 
 
 def test_save_and_load_latent_only_round_trip(tmp_path, wm, official_small):

@@ -2,7 +2,7 @@
 
 Public API::
 
-    from vjepa2_ac import Encoder, ACPredictor, ACPredictorConfig, WorldModel
+    from vjepa2_ac import Encoder, ACPredictor, ACPredictorConfig, WorldModel, RobotSpace
 
 Heavy modules (transformers) are imported on first use so that ``import vjepa2_ac`` stays fast.
 """
@@ -23,13 +23,16 @@ _LAZY = {
     "ACPredictor": "vjepa2_ac.model.predictor",
     "ACPredictorConfig": "vjepa2_ac.model.predictor",
     "WorldModel": "vjepa2_ac.model.world_model",
+    "RobotSpace": "vjepa2_ac.model.space",
+    "DROID_FRANKA": "vjepa2_ac.model.space",
 }
 
-__all__ = ["ACPredictor", "ACPredictorConfig", "Encoder", "WorldModel", "__version__"]
+__all__ = ["ACPredictor", "ACPredictorConfig", "DROID_FRANKA", "Encoder", "RobotSpace", "WorldModel", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from vjepa2_ac.model.encoder import Encoder
     from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
+    from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace
     from vjepa2_ac.model.world_model import WorldModel
 
 

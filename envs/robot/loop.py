@@ -19,7 +19,8 @@ from envs.robot.safety import SafeDriver
 
 logger = logging.getLogger(__name__)
 
-#: ``policy(frame uint8 [H, W, 3], state [7]) -> action [7]`` or ``(action [7], {name: float | array})``
+#: ``policy(frame uint8 [H, W, 3], state [A]) -> action [A]`` or ``(action [A], {name: float | array})``; A = 7 for
+#: DROID's Franka end effector (the driver's state decides).
 Policy = Callable[[np.ndarray, np.ndarray], Any]
 
 
@@ -99,7 +100,7 @@ def run_loop(
             robot_s = robot.robot_time_s
             if recorder is not None:
                 record_extras = dict(extras) if isinstance(extras, Mapping) else {}
-                if requested.shape == (7,):
+                if requested.shape == np.shape(state):
                     record_extras["requested_action"] = requested
                 overhead = time.perf_counter() - start - policy_s - robot_s
                 recorder.add_step(frame.image, state, sent, loop_overhead_s=overhead, **record_extras)

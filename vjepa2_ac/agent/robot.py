@@ -27,10 +27,11 @@ import numpy as np
 
 from envs.robot.loop import LoopResult, run_loop
 from envs.robot.safety import SafeDriver
+from vjepa2_ac.model.space import DROID_FRANKA
 
 
 class AgentPolicy:
-    """Adapts ``MPCAgent.act`` to the loop's policy: returns ``(action [7], extras)``."""
+    """Adapts ``MPCAgent.act`` to the loop's policy: returns ``(action [A], extras)``."""
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent
@@ -51,7 +52,7 @@ class RobotEpisode:
 
 
 def run_robot_episode(
-    robot: SafeDriver,
+    robot: SafeDriver | Any,
     agent: Any,
     *,
     steps: int,
@@ -66,7 +67,15 @@ def run_robot_episode(
 
     ``success()`` (optional) decides the episode's ``is_success`` (real runs: unknown -> False). A fault ends the
     loop with the arm stopped; the steps so far are still saved, with the reason in the ``stopped_by`` attribute.
+
+    ``robot`` is a :class:`~envs.robot.SafeDriver` for a Franka in DROID's end-effector space; a robot in another
+    space (the agent's ``space``) comes with its own safety layer, any object with ``read_frame``, ``get_state``,
+    ``move`` and ``stop`` (see ``envs.robot.loop.run_loop``).
     """
+    space = getattr(agent, "space", DROID_FRANKA)
+    if isinstance(robot, SafeDriver) and space != DROID_FRANKA:
+        raise ValueError(f"the Franka safety layer (SafeDriver) checks DROID end-effector commands; the agent's robot "
+                         f"space is {space.describe()}: pass that robot's own driver with its own safety layer")
     writer = None
     if episode_path is not None:
         from vjepa2_ac.data import EpisodeWriter
@@ -79,16 +88,16 @@ def run_robot_episode(
             pass
         meta = {
             "source": "robot",
-            "driver": type(robot.driver).__name__,
-            "camera_source": type(robot.camera).__name__,
-            "dry_run": robot.dry_run,
-            "safety_limits": json.dumps(robot.limits.to_dict()),
+            "driver": type(getattr(robot, "driver", robot)).__name__,
+            "camera_source": type(getattr(robot, "camera", None)).__name__,
+            "dry_run": bool(getattr(robot, "dry_run", False)),
+            "safety_limits": json.dumps(robot.limits.to_dict()) if isinstance(robot, SafeDriver) else "",
             "policy": type(agent).__name__,
             "planner": type(getattr(agent, "planner", None)).__name__,
             "planner_config": repr(getattr(getattr(agent, "planner", None), "config", None)),
             **(metadata or {}),
         }
-        writer = EpisodeWriter(episode_path, camera=camera_name, metadata=meta, intrinsics=intrinsics)
+        writer = EpisodeWriter(episode_path, camera=camera_name, metadata=meta, intrinsics=intrinsics, space=space)
     reset = getattr(agent, "reset", None)
     if callable(reset):
         reset()

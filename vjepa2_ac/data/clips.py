@@ -4,8 +4,9 @@ For an episode recorded at ``source_fps``: ``step = ceil(source_fps / fps)`` (of
 ``span = frames_per_clip * step``; an end frame ``ef`` is drawn uniformly and the clip is the frames
 ``arange(ef - span, ef, step)``. The official code draws ``ef`` in ``[span, T)``; here ``ef`` is in ``[span, T]``
 (the window ending at the last frame is valid too; the official bound drops it for no stated reason). Episodes with
-fewer than ``span`` frames are left out. States are indexed with the same frames; actions are the state deltas
-(``poses_to_diff``: ``[p1 - p0, euler(R1 · R0ᵀ), g1 - g0]``, float64, then float32). Nothing is normalised.
+fewer than ``span`` frames are left out. States are indexed with the same frames; actions are the state deltas of
+the sources' robot space (``RobotSpace.deltas``; DROID: ``[p1 - p0, euler(R1 · R0ᵀ), g1 - g0]``), float64, then
+float32. Nothing is normalised.
 
 Determinism: item ``i`` of epoch ``e`` is episode ``i % num_episodes`` with an end frame drawn from
 ``numpy.random.default_rng((seed, e, i))``, a pure function of ``(seed, epoch, i)``: any worker count, any
@@ -26,12 +27,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vjepa2_ac.model.pose import poses_to_diff
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace, robot_space_of
 
 
 @runtime_checkable
 class EpisodeSource(Protocol):
-    """What :class:`ClipDataset` needs from a collection of episodes."""
+    """What :class:`ClipDataset` needs from a collection of episodes (and an optional ``space`` attribute, the
+    :class:`~vjepa2_ac.model.space.RobotSpace` of its states; DROID's Franka space when absent)."""
 
     def __len__(self) -> int: ...
     def episode_name(self, i: int) -> str: ...
@@ -66,13 +68,18 @@ def open_source(path: str | os.PathLike, **kwargs) -> EpisodeSource:
     return EpisodeDirectory(path, **kwargs)
 
 
+def _name(source: EpisodeSource) -> str:
+    return source.episode_name(0) if len(source) else type(source).__name__
+
+
 def clip_step(source_fps: float, fps: float) -> int:
     """Frame step between clip frames: official ``ceil(source_fps / fps)`` (guarded against float noise)."""
     return max(1, math.ceil(round(source_fps / fps, 6)))
 
 
 class ClipDataset(Dataset):
-    """Clips ``(frames uint8 [T, H, W, 3], states float32 [T, 7], actions float32 [T-1, 7])``, ``T = frames_per_clip``.
+    """Clips ``(frames uint8 [T, H, W, 3], states float32 [T, A], actions float32 [T-1, A])``, ``T = frames_per_clip``,
+    ``A`` = the sources' robot space's dims (:attr:`space`; all sources must share it).
 
     Args:
         sources: dataset paths (any layout :func:`open_source` knows) and/or :class:`EpisodeSource` objects.
@@ -109,6 +116,12 @@ class ClipDataset(Dataset):
             sources = [sources]
         self.sources: list[EpisodeSource] = [
             s if isinstance(s, EpisodeSource) else open_source(s) for s in sources]
+        spaces = [robot_space_of(s) for s in self.sources]
+        for src, space in zip(self.sources, spaces, strict=True):
+            if space != spaces[0]:
+                raise ValueError(f"data sources of different robot spaces: {_name(self.sources[0])} is "
+                                 f"{spaces[0].describe()}, {_name(src)} is {space.describe()}")
+        self.space: RobotSpace = spaces[0] if spaces else DROID_FRANKA
         self.frames_per_clip, self.fps, self.seed = frames_per_clip, float(fps), int(seed)
         self.image_size, self.transform = image_size, transform
         self.epoch = 0
@@ -164,11 +177,11 @@ class ClipDataset(Dataset):
         src, ep, idx = self.clip_indices(index)
         source = self.sources[src]
         frames, states = source.read(ep, idx)
-        if frames.shape[0] != len(idx) or states.shape != (len(idx), 7):
+        if frames.shape[0] != len(idx) or states.shape != (len(idx), self.space.dim):
             raise ValueError(f"{source.episode_name(ep)}: read {frames.shape} frames, {states.shape} states "
-                             f"for {len(idx)} indices")
+                             f"for {len(idx)} indices (robot space {self.space.describe()})")
         states64 = torch.from_numpy(np.ascontiguousarray(states, dtype=np.float64))
-        actions = poses_to_diff(states64[:-1], states64[1:]).float()
+        actions = self.space.diff(states64[:-1], states64[1:]).float()
         frames_t = torch.from_numpy(np.ascontiguousarray(frames))
         if self.image_size is not None and frames_t.shape[1:3] != (self.image_size, self.image_size):
             frames_t = resize_frames(frames_t, self.image_size)

@@ -4,8 +4,10 @@ Layout (``T`` observations, ``T - 1`` actions)::
 
     observation/robot_state/cartesian_position   float64 [T, 6]   x, y, z (m), extrinsic "xyz" Euler (rad)
     observation/robot_state/gripper_position     float64 [T]      gripper closedness in [0, 1] (0 open)
+    observation/robot_state/state                float64 [T, A]   instead of the two above for another robot
+                                                                   space (root attribute ``robot_space``: its JSON)
     observation/camera/<name>                    uint8 [T, H, W, 3]  one frame per chunk, compressed
-    action                                       float32 [T-1, 7]  command sent after observation t; it leads
+    action                                       float32 [T-1, A]  command sent after observation t; it leads
                                                                    to observation t + 1 (DESIGN.md convention)
     extra/<name>                                 float32 [T, ...]  optional per-step values (reward, energy,
                                                                    latency, ...); NaN where a step has none
@@ -36,11 +38,14 @@ from typing import Any
 import h5py
 import numpy as np
 
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace
+
 FORMAT_NAME = "vjepa2-ac-episode"
 FORMAT_VERSION = 1
 EPISODE_SUFFIXES = (".h5", ".hdf5")
 CARTESIAN_KEY = "observation/robot_state/cartesian_position"
 GRIPPER_KEY = "observation/robot_state/gripper_position"
+STATE_KEY = "observation/robot_state/state"
 CAMERA_GROUP = "observation/camera"
 ACTION_KEY = "action"
 EXTRA_GROUP = "extra"
@@ -114,6 +119,9 @@ class EpisodeWriter:
             ...
             w.add_step(obs["pixels"], obs["agent_pos"])
             w.is_success = info["is_success"]
+
+    ``space``: the robot's state and action space (default DROID's Franka end effector, stored under DROID's
+    names); another space is stored as ``observation/robot_state/state`` with its description.
     """
 
     def __init__(
@@ -127,8 +135,10 @@ class EpisodeWriter:
         compression: str | None = "gzip",
         compression_level: int | None = 4,
         overwrite: bool = False,
+        space: RobotSpace | None = None,
     ) -> None:
         self.path = Path(path)
+        self.space = DROID_FRANKA if space is None else RobotSpace.from_dict(space)
         if self.path.suffix not in EPISODE_SUFFIXES:
             raise ValueError(f"path must end with one of {EPISODE_SUFFIXES}, got {str(self.path)!r}")
         if self.path.exists() and not overwrite:
@@ -168,8 +178,9 @@ class EpisodeWriter:
         action: Sequence[float] | np.ndarray | None = None,
         **extras: float | np.ndarray,
     ) -> None:
-        """Append observation t (``frame`` uint8 [H, W, 3] or ``{camera: frame}``, ``state`` [7]), the ``action``
-        [7] taken after it (None for the last step) and per-step float ``extras`` (stored under ``extra/<name>``)."""
+        """Append observation t (``frame`` uint8 [H, W, 3] or ``{camera: frame}``, ``state`` [A]), the ``action``
+        [A] taken after it (None for the last step) and per-step float ``extras`` (stored under ``extra/<name>``).
+        ``A = space.dim`` (7 for DROID's Franka space)."""
         if self._h5 is None:
             raise RuntimeError("EpisodeWriter is closed")
         if self._actions and self._actions[-1] is None:
@@ -178,13 +189,11 @@ class EpisodeWriter:
             )
         frames = frame if isinstance(frame, Mapping) else {self.camera: frame}
         state_arr = np.asarray(state, dtype=np.float64)
-        if state_arr.shape != (7,):
-            raise ValueError(f"state must have shape (7,) [x,y,z,roll,pitch,yaw,g], got {state_arr.shape}")
+        self.space.check(state_arr, "state", ())
         action_arr = None
         if action is not None:
             action_arr = np.asarray(action, dtype=np.float32)
-            if action_arr.shape != (7,):
-                raise ValueError(f"action must have shape (7,) [dx,dy,dz,droll,dpitch,dyaw,dg], got {action_arr.shape}")
+            self.space.check(action_arr, "action", ())
         if self._num_steps and set(frames) != set(self._frame_shapes):
             raise ValueError(f"frame cameras {sorted(frames)} differ from earlier steps {sorted(self._frame_shapes)}")
         extra_arrs = {name: np.asarray(value, dtype=np.float32) for name, value in extras.items()}
@@ -248,11 +257,15 @@ class EpisodeWriter:
         h5 = self._h5
         try:
             states = np.stack(self._states)
-            h5.create_dataset(CARTESIAN_KEY, data=states[:, :6])
-            h5.create_dataset(GRIPPER_KEY, data=states[:, 6])
+            if self.space == DROID_FRANKA:
+                h5.create_dataset(CARTESIAN_KEY, data=states[:, :6])
+                h5.create_dataset(GRIPPER_KEY, data=states[:, 6])
+            else:
+                h5.create_dataset(STATE_KEY, data=states)
             actions = [a for a in self._actions[:-1]]
             final_action = self._actions[-1]
-            h5.create_dataset(ACTION_KEY, data=np.stack(actions) if actions else np.zeros((0, 7), np.float32))
+            h5.create_dataset(ACTION_KEY, data=np.stack(actions) if actions else np.zeros((0, self.space.dim),
+                                                                                           np.float32))
             h5.create_dataset(SUCCESS_KEY, data=bool(self.is_success))
             for name, values in self._extras.items():
                 shape = self._extra_shapes[name]
@@ -265,6 +278,7 @@ class EpisodeWriter:
                 "camera": self.camera,
                 "library_version": _library_version(),
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                **({} if self.space == DROID_FRANKA else {"robot_space": self.space.to_dict()}),
             }
             for key, value in {**self.metadata, **attrs}.items():
                 h5.attrs[key] = _attr_value(value)
@@ -313,23 +327,27 @@ def write_episode(
     extras: Mapping[str, np.ndarray] | None = None,
     **writer_kwargs: Any,
 ) -> Path:
-    """Write a whole episode at once: ``frames`` uint8 [T, H, W, 3] (or ``{camera: frames}``), ``states`` [T, 7],
-    ``actions`` [T-1, 7] (or [T, 7], the last one kept as ``final_action``; default: :func:`state_deltas`),
-    ``extras`` ``{name: [T, ...]}``."""
+    """Write a whole episode at once: ``frames`` uint8 [T, H, W, 3] (or ``{camera: frames}``), ``states`` [T, A],
+    ``actions`` [T-1, A] (or [T, A], the last one kept as ``final_action``; default: :func:`state_deltas`),
+    ``extras`` ``{name: [T, ...]}``; ``A = space.dim`` (``space=`` among ``writer_kwargs``; default DROID's
+    Franka space, A = 7)."""
     frame_map = frames if isinstance(frames, Mapping) else {camera: frames}
+    space = RobotSpace.from_dict(writer_kwargs.get("space") or DROID_FRANKA)
     states = np.asarray(states)
-    if states.ndim != 2 or states.shape[1] != 7:
-        raise ValueError(f"states must have shape [T, 7], got {states.shape}")
+    if states.ndim != 2:
+        raise ValueError(f"states must have shape [T, {space.dim}], got {states.shape}")
+    space.check(states, "states")
     num_steps = len(states)
     for name, f in frame_map.items():
         if len(f) != num_steps:
             raise ValueError(f"frames[{name!r}] has {len(f)} frames but states has {num_steps} steps")
     if actions is None:
-        actions = state_deltas(states).astype(np.float32)
+        actions = state_deltas(states, space).astype(np.float32)
     else:
         actions = np.asarray(actions)
         if actions.ndim != 2 or len(actions) not in (num_steps - 1, num_steps):
-            raise ValueError(f"actions must have shape [T-1, 7] or [T, 7] with T={num_steps}, got {actions.shape}")
+            raise ValueError(f"actions must have shape [T-1, {space.dim}] or [T, {space.dim}] with T={num_steps}, "
+                             f"got {actions.shape}")
     extras = dict(extras or {})
     for name, values in extras.items():
         if len(values) != num_steps:
@@ -343,16 +361,19 @@ def write_episode(
     return Path(path)
 
 
-def state_deltas(states: np.ndarray) -> np.ndarray:
-    """Actions between consecutive states, float64 ``[T, 7] -> [T-1, 7]``: ``[p1 - p0, euler(R1 · R0ᵀ), g1 - g0]``
-    (numpy/scipy twin of :func:`vjepa2_ac.model.pose.states_to_actions`)."""
+def state_deltas(states: np.ndarray, space: RobotSpace = DROID_FRANKA) -> np.ndarray:
+    """Actions between consecutive states, float64 ``[T, A] -> [T-1, A]``: differences, and ``euler(R1 · R0ᵀ)`` for
+    the rotation dims (numpy/scipy twin of :meth:`vjepa2_ac.model.space.RobotSpace.deltas`)."""
     from scipy.spatial.transform import Rotation
 
     states = np.asarray(states, dtype=np.float64)
-    r0 = Rotation.from_euler("xyz", states[:-1, 3:6])
-    r1 = Rotation.from_euler("xyz", states[1:, 3:6])
-    d_euler = (r1 * r0.inv()).as_euler("xyz") if len(states) > 1 else np.zeros((0, 3))
-    return np.concatenate([np.diff(states[:, :3], axis=0), d_euler, np.diff(states[:, 6:], axis=0)], axis=1)
+    space.check(states, "states")
+    out = np.diff(states, axis=0)
+    if space.rotation and len(states) > 1:
+        r = list(space.rotation)
+        r0, r1 = Rotation.from_euler("xyz", states[:-1, r]), Rotation.from_euler("xyz", states[1:, r])
+        out[:, r] = (r1 * r0.inv()).as_euler("xyz")
+    return out
 
 
 @dataclass
@@ -360,8 +381,8 @@ class Episode:
     """An episode loaded in memory (see :func:`load_episode`)."""
 
     frames: dict[str, np.ndarray]  # camera -> uint8 [T, H, W, 3]
-    states: np.ndarray  # float64 [T, 7]
-    actions: np.ndarray  # float32 [T-1, 7]
+    states: np.ndarray  # float64 [T, A]
+    actions: np.ndarray  # float32 [T-1, A]
     is_success: bool
     metadata: dict[str, Any]
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # name -> float32 [T, ...]
@@ -394,14 +415,20 @@ class EpisodeFile:
         fmt = h5.attrs.get("format")
         if isinstance(fmt, bytes):
             fmt = fmt.decode()
-        missing = [k for k in (CARTESIAN_KEY, GRIPPER_KEY, CAMERA_GROUP, ACTION_KEY, SUCCESS_KEY) if k not in h5]
+        state_keys = (STATE_KEY,) if STATE_KEY in h5 else (CARTESIAN_KEY, GRIPPER_KEY)
+        missing = [k for k in (*state_keys, CAMERA_GROUP, ACTION_KEY, SUCCESS_KEY) if k not in h5]
         if fmt != FORMAT_NAME or missing:
             raise EpisodeFormatError(f"{self.path} is not a {FORMAT_NAME} file (format={fmt!r}, missing {missing})")
-        num_steps = h5[CARTESIAN_KEY].shape[0]
+        try:
+            self.space: RobotSpace = (RobotSpace.from_dict(_decode_attr(h5.attrs["robot_space"]))
+                                      if STATE_KEY in h5 else DROID_FRANKA)
+        except (KeyError, ValueError, TypeError) as err:
+            raise EpisodeFormatError(f"{self.path}: {STATE_KEY} needs a valid robot_space attribute: {err}") from err
+        num_steps = h5[state_keys[0]].shape[0]
         self.cameras: list[str] = list(h5[CAMERA_GROUP].keys())
         if not self.cameras:
             raise EpisodeFormatError(f"{self.path} has no camera frames")
-        lengths = {"gripper_position": h5[GRIPPER_KEY].shape[0],
+        lengths = {**({"gripper_position": h5[GRIPPER_KEY].shape[0]} if STATE_KEY not in h5 else {}),
                    **{f"camera/{c}": h5[f"{CAMERA_GROUP}/{c}"].shape[0] for c in self.cameras}}
         bad = {k: n for k, n in lengths.items() if n != num_steps}
         if bad or h5[ACTION_KEY].shape[0] != max(num_steps - 1, 0):
@@ -434,7 +461,9 @@ class EpisodeFile:
         return camera
 
     def states(self, indices: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """float64 [T, 7] (or the rows at ``indices``)."""
+        """float64 [T, A] (or the rows at ``indices``); A = ``space.dim``."""
+        if STATE_KEY in self._h5:
+            return self._h5[STATE_KEY][()][indices]
         pos = self._h5[CARTESIAN_KEY][()]
         grip = self._h5[GRIPPER_KEY][()]
         return np.concatenate([pos, grip[:, None]], axis=1)[indices]

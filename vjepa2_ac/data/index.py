@@ -20,6 +20,7 @@ import numpy as np
 
 from vjepa2_ac.atomic import atomic_write_text
 from vjepa2_ac.data.episode import EPISODE_SUFFIXES, EpisodeFile, EpisodeFormatError
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace
 
 INDEX_NAME = "index.json"
 INDEX_VERSION = 1
@@ -40,6 +41,7 @@ class EpisodeRecord:
     env_id: str = ""
     seed: int | None = None
     policy: str = ""
+    robot_space: dict | None = None  # RobotSpace.to_dict() of another robot; None: DROID's Franka space
     error: str = ""
 
 
@@ -68,6 +70,7 @@ def _read_record(path: Path, rel: str, stat: os.stat_result) -> EpisodeRecord:
             seed = meta.get("seed")
             record.seed = int(seed) if isinstance(seed, (int, np.integer)) else None
             record.policy = str(meta.get("policy", ""))
+            record.robot_space = None if ep.space == DROID_FRANKA else ep.space.to_dict()
     except EpisodeFormatError as err:
         record.error = str(err)
     except Exception as err:  # h5py raises many types on damaged files
@@ -157,6 +160,15 @@ class EpisodeDirectory:
             if fps is None:
                 raise ValueError(f"episode {self.root / r.file} has no control_hz attribute: pass source_fps=")
             self._fps.append(float(fps))
+        spaces = {json.dumps(r.robot_space, sort_keys=True): r for r in self.records}
+        if len(spaces) > 1:
+            a, b = list(spaces.values())[:2]
+            raise ValueError(f"{self.root} mixes robot spaces: {a.file} is "
+                             f"{RobotSpace.from_dict(a.robot_space or DROID_FRANKA).describe()}, {b.file} is "
+                             f"{RobotSpace.from_dict(b.robot_space or DROID_FRANKA).describe()}")
+        first = self.records[0].robot_space if self.records else None
+        #: the episodes' robot space (all the same)
+        self.space: RobotSpace = DROID_FRANKA if first is None else RobotSpace.from_dict(first)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -171,7 +183,7 @@ class EpisodeDirectory:
         return self._fps[i]
 
     def read(self, i: int, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Frames uint8 [k, H, W, 3] and states float64 [k, 7] at ``indices`` of episode ``i``."""
+        """Frames uint8 [k, H, W, 3] and states float64 [k, A] at ``indices`` of episode ``i``."""
         idx = np.asarray(indices, dtype=np.int64)
         with EpisodeFile(self.root / self.records[i].file) as ep:
             return ep.frames(idx, camera=self.camera), ep.states(idx)

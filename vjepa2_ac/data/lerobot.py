@@ -12,9 +12,9 @@ v3 layout (several episodes per file)::
                                                     [from_timestamp, to_timestamp) of the file
 
 Frame k of an episode is the video frame at ``from_timestamp + timestamp_k`` (as LeRobot decodes it).
-The state must be the 7-d ``[x, y, z, roll, pitch, yaw, g]`` end-effector state, in one column or several
-(``state_key=["observation.cartesian", "observation.gripper"]``, concatenated in order); pass ``state_fn`` to convert
-another layout (e.g. pick columns or run forward kinematics). A hub dataset id (``owner/name``) is fetched with
+The state must be the robot space's (``space=``; default DROID's 7-d ``[x, y, z, roll, pitch, yaw, g]`` end-effector
+state), in one column or several (``state_key=["observation.cartesian", "observation.gripper"]``, concatenated in
+order); pass ``state_fn`` to convert another layout (e.g. pick columns or run forward kinematics). A hub dataset id (``owner/name``) is fetched with
 ``huggingface_hub`` (its cache and ``HF_HUB_OFFLINE`` apply).
 """
 
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from vjepa2_ac.data.video import decode_frames_at
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace
 
 DEFAULT_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 DEFAULT_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -60,7 +61,9 @@ class LeRobotEpisodes:
             Hugging Face ``datasets`` stores them: ``{"bytes", "path"}``); default: the first video feature, else the
             first image feature.
         state_key: per-frame state column, or several concatenated in order.
-        state_fn: maps the state column ``[T, D]`` to ``[T, 7]`` when it is not already the 7-d EE state.
+        state_fn: maps the state column ``[T, D]`` to ``[T, A]`` when it is not already the robot space's state.
+        space: the robot space of the states (:class:`~vjepa2_ac.model.space.RobotSpace`; default DROID's Franka
+            end effector, A = 7).
         cache_files: number of data parquet files kept in memory per process.
     """
 
@@ -68,8 +71,10 @@ class LeRobotEpisodes:
                  state_key: str | Sequence[str] = "observation.state",
                  state_fn: Callable[[np.ndarray], np.ndarray] | None = None, cache_files: int = 4,
                  revision: str | None = None, cache_dir: str | os.PathLike | None = None,
-                 local_files_only: bool = False) -> None:
+                 local_files_only: bool = False, space: RobotSpace | None = None) -> None:
         import pyarrow.parquet as pq
+
+        self.space = DROID_FRANKA if space is None else RobotSpace.from_dict(space)
 
         self.root = resolve_dataset(root, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         info_path = self.root / "meta" / "info.json"
@@ -98,9 +103,9 @@ class LeRobotEpisodes:
             raise ValueError(f"state_key {missing or state_key!r} is not a feature of {self.root} "
                              f"(has {sorted(features)})")
         dims = sum(int(np.prod(features[k].get("shape") or [1])) for k in keys)
-        if state_fn is None and dims != 7:
-            raise ValueError(f"{self.root}: state {keys} has {dims} values per frame, not the 7-d "
-                             "[x,y,z,roll,pitch,yaw,g] end-effector state; pass state_fn= to convert it")
+        if state_fn is None and dims != self.space.dim:
+            raise ValueError(f"{self.root}: state {keys} has {dims} values per frame, not the {self.space.dim} of "
+                             f"robot space {self.space.describe()}; pass state_fn= to convert it (or space=)")
         self.video_key, self.state_keys, self.state_fn = video_key, keys, state_fn
         self.video_fps = float(features[video_key].get("info", {}).get("video.fps", self.fps))
         self._data_template = self.info.get("data_path", DEFAULT_DATA_PATH)
@@ -178,7 +183,7 @@ class LeRobotEpisodes:
         return self._cache[key][ep_id]
 
     def read(self, i: int, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Frames uint8 [k, H, W, 3] and states float64 [k, 7] at ``indices`` of episode ``i``."""
+        """Frames uint8 [k, H, W, 3] and states float64 [k, A] at ``indices`` of episode ``i``."""
         idx = np.asarray(indices, dtype=np.int64)
         ts, state, images = self._episode_rows(i)
         if len(ts) != self.episode_length(i):
@@ -186,8 +191,9 @@ class LeRobotEpisodes:
         states = state[idx]
         if self.state_fn is not None:
             states = np.asarray(self.state_fn(states), dtype=np.float64)
-        if states.shape != (len(idx), 7):
-            raise ValueError(f"{self.episode_name(i)}: states must be [k, 7] after state_fn, got {states.shape}")
+        if states.shape != (len(idx), self.space.dim):
+            raise ValueError(f"{self.episode_name(i)}: states must be [k, {self.space.dim}] after state_fn "
+                             f"(robot space {self.space.describe()}), got {states.shape}")
         if images is not None:
             return _decode_images(images[idx], f"{self.episode_name(i)} {self.video_key}"), states
         frames = decode_frames_at(self._video_path(*self._video_file[i]), self._video_from[i] + ts[idx],

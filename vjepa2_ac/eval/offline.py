@@ -43,6 +43,7 @@ from planners.cem import CEM, CEMConfig
 from planners.common import rollout_energy
 from vjepa2_ac.data.clips import EpisodeSource, clip_step
 from vjepa2_ac.model.pose import POSE_DIM, poses_to_diff
+from vjepa2_ac.model.space import DROID_FRANKA
 from vjepa2_ac.model.world_model import check_context_window, check_cost
 
 if TYPE_CHECKING:
@@ -328,8 +329,12 @@ def evaluate_offline(world_model: WorldModel, source: EpisodeSource, config: Off
 
     Start and goal frames of ``config.batch_size`` segments are encoded in one call (``[b, 2, H, W, 3]`` ->
     ``[b, 2, N, D]``); each segment is then planned on its own with a generator seeded from ``(seed, j)``.
-    ``progress(done, total)`` is called after each segment. ``ValueError`` when states are not 7-d.
+    ``progress(done, total)`` is called after each segment. ``ValueError`` when states are not 7-d: the
+    protocol's errors are DROID's (xyz, orientation, gripper), so the model must be in DROID's Franka space.
     """
+    if world_model.space != DROID_FRANKA:
+        raise ValueError(f"offline planning scores xyz / orientation / gripper errors of DROID's Franka space; the "
+                         f"model's robot space is {world_model.space.describe()}")
     config = config if config is not None else OfflineConfig()
     settings = world_model.cost, world_model.context_window
     world_model.cost, world_model.context_window = config.cost, config.context_window

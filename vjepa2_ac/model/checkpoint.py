@@ -17,8 +17,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vjepa2_ac.atomic import atomic_path
-
 OFFICIAL_PREFIXES = ("module.", "backbone.")
 RELEASED_AC_URL = "https://dl.fbaipublicfiles.com/vjepa2/vjepa2-ac-vitg.pt"
 
@@ -155,40 +153,79 @@ def hub_snapshot(repo_id: str, what: str, *, repo_type: str = "model", **options
 
 
 def resolve_file(path_or_url: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
-                 timeout: float = 30.0) -> Path:
+                 sha256: str | None = None) -> Path:
     """A local path for ``path_or_url``: local files are returned as they are; URLs are downloaded once into
-    ``cache_dir`` (default ``$VJEPA2_AC_CACHE`` or ``~/.cache/vjepa2_ac``), via a temp file renamed on completion.
+    ``cache_dir`` (default ``$VJEPA2_AC_CACHE`` or ``~/.cache/vjepa2_ac``) with ``huggingface_hub``'s HTTP client
+    (retries, ``HF_HUB_DOWNLOAD_TIMEOUT``, progress bar): into ``NAME.part``, resumed from there after an interruption, renamed when complete.
 
+    sha256: the file's expected SHA-256 (hex). A download that does not match is deleted and refused; a cached file
+        is checked once (a ``NAME.sha256`` file beside it records the check).
     Raises ``FileNotFoundError`` for a missing local file and ``ConnectionError`` naming the URL when it cannot be
-    reached (e.g. offline)."""
+    reached, or when ``huggingface_hub`` is in offline mode (``HF_HUB_OFFLINE=1``) and the file is not cached."""
+    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower())):
+        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
     if not is_url(path_or_url):
         path = Path(path_or_url).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint file not found: {path}")
+        if sha256 is not None:
+            _check_sha256(path, sha256, path_or_url)
         return path
     url = str(path_or_url)
     cache = Path(cache_dir or os.environ.get("VJEPA2_AC_CACHE", Path.home() / ".cache" / "vjepa2_ac")).expanduser()
     target = cache / Path(urllib.parse.urlparse(url).path).name
-    if target.is_file():
-        return target
-    try:
-        with atomic_path(target, suffix=".part") as tmp:
-            with open(tmp, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
-                total = int(response.headers.get("Content-Length") or 0)
-                from tqdm.auto import tqdm
-
-                with tqdm(total=total or None, unit="B", unit_scale=True, desc=target.name) as bar:
-                    while chunk := response.read(1 << 20):
-                        f.write(chunk)
-                        bar.update(len(chunk))
-            if total and os.path.getsize(tmp) != total:
-                raise ConnectionError(f"download of {url} was cut short ({os.path.getsize(tmp)} of {total} bytes)")
-    except (urllib.error.URLError, OSError, ConnectionError) as err:
-        if isinstance(err, ConnectionError):
-            raise
-        raise ConnectionError(
-            f"cannot download {url}: {err}. Download it yourself and pass the local path instead.") from err
+    if not target.is_file():
+        _download(url, target)
+    if sha256 is not None:
+        _check_sha256(target, sha256, url)
     return target
+
+
+def _download(url: str, target: Path) -> None:
+    import huggingface_hub
+    from huggingface_hub.file_download import http_get
+
+    if huggingface_hub.is_offline_mode():
+        raise ConnectionError(f"cannot download {url}: huggingface_hub is in offline mode (HF_HUB_OFFLINE) and "
+                              f"{target} is not cached. Download it yourself and pass the local path instead.")
+    part = target.with_name(target.name + ".part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(part, "ab") as f:
+            http_get(url, f, resume_size=f.tell(), displayed_filename=target.name)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as err:
+        if part.is_file() and part.stat().st_size == 0:
+            part.unlink()  # nothing to resume from
+        if not isinstance(err, Exception):
+            raise
+        kept = f" ({part} is kept: the next call resumes it)" if part.is_file() else ""
+        raise ConnectionError(f"cannot download {url}: {type(err).__name__}: {err}{kept}. Download it yourself and "
+                              "pass the local path instead.") from err
+    os.replace(part, target)
+
+
+def _check_sha256(path: Path, sha256: str, source: Any) -> None:
+    """``CheckpointError`` (and the file deleted if it is a download) unless ``path`` hashes to ``sha256``."""
+    import hashlib
+
+    stamp = path.with_name(path.name + ".sha256")
+    want = sha256.lower()
+    if stamp.is_file() and stamp.read_text().strip() == want and stamp.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    if digest.hexdigest() != want:
+        downloaded = is_url(source)
+        if downloaded:
+            path.unlink()
+        raise CheckpointError(f"{source}: SHA-256 {digest.hexdigest()} is not the expected {want}"
+                              f"{' (the download was deleted)' if downloaded else ''}")
+    if is_url(source):
+        stamp.write_text(want + "\n")
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> dict:

@@ -46,26 +46,22 @@ def matrix_to_euler_xyz(matrix: Tensor) -> Tensor:
 
 
 def compute_new_pose(pose: Tensor, action: Tensor) -> Tensor:
-    """Apply action ``[..., 7]`` to pose ``[..., 7]`` -> ``[..., 7]`` (official ``compute_new_pose``)."""
+    """Apply action ``[..., 7]`` to pose ``[..., 7]`` -> ``[..., 7]`` (official ``compute_new_pose``): the DROID
+    Franka space's :meth:`~vjepa2_ac.model.space.RobotSpace.advance`."""
+    from vjepa2_ac.model.space import DROID_FRANKA
+
     _check_last_dim(pose, "pose")
     _check_last_dim(action, "action")
-    with torch.autocast(pose.device.type, enabled=False):  # keep poses in full precision under bf16 autocast
-        dtype = torch.float64 if torch.float64 in (pose.dtype, action.dtype) else torch.float32
-        pose, action = pose.to(dtype), action.to(dtype)
-        xyz = pose[..., :3] + action[..., :3]
-        rot = euler_xyz_to_matrix(action[..., 3:6]) @ euler_xyz_to_matrix(pose[..., 3:6])
-        grip = (pose[..., 6:7] + action[..., 6:7]).clamp(0.0, 1.0)
-        return torch.cat([xyz, matrix_to_euler_xyz(rot), grip], -1)
+    return DROID_FRANKA.advance(pose, action)
 
 
 def poses_to_diff(pose: Tensor, next_pose: Tensor) -> Tensor:
     """Action taking ``pose`` to ``next_pose`` (both ``[..., 7]``): ``[dxyz, euler(R1 · R0^T), dg]``."""
+    from vjepa2_ac.model.space import DROID_FRANKA
+
     _check_last_dim(pose, "pose")
     _check_last_dim(next_pose, "next_pose")
-    r0 = euler_xyz_to_matrix(pose[..., 3:6])
-    r1 = euler_xyz_to_matrix(next_pose[..., 3:6])
-    d_euler = matrix_to_euler_xyz(r1 @ r0.transpose(-1, -2))
-    return torch.cat([next_pose[..., :3] - pose[..., :3], d_euler, next_pose[..., 6:7] - pose[..., 6:7]], -1)
+    return DROID_FRANKA.diff(pose, next_pose)
 
 
 def states_to_actions(states: Tensor) -> Tensor:

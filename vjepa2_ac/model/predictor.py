@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vjepa2_ac.model.kernels import Linear, attention
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace
 
 ROPE_BASE = 10000.0
 
@@ -44,7 +45,7 @@ class ACPredictorConfig:
     depth: int = 24
     num_heads: int = 16
     mlp_ratio: float = 4.0
-    action_embed_dim: int = 7
+    action_embed_dim: int | None = None  # numbers per action and per state; None: the robot space's (DROID: 7)
     use_extrinsics: bool = False
     # 1: the official ``[action, state]`` conditioning tokens per step; 0: ``[action]`` only, as in jepa-wms's
     # retrained ``vjepa2_ac_droid`` (its ``proprio_tokens``); the state then only drives pose propagation.
@@ -56,8 +57,20 @@ class ACPredictorConfig:
     # (slot t = frame t + a predicted change) and zero-initialises ``predictor_proj``, so an untrained predictor
     # copies the current frame and training spends its capacity on what the action changes.
     predict_residual: bool = False
+    # Not in the official model: the robot's state and action space (:class:`~vjepa2_ac.model.space.RobotSpace`, or
+    # its dict). None: DROID's Franka end-effector space, as released.
+    robot: RobotSpace | None = None
 
     def __post_init__(self) -> None:
+        if self.robot is not None:
+            self.robot = RobotSpace.from_dict(self.robot)
+            if self.action_embed_dim is None:
+                self.action_embed_dim = self.robot.dim
+            elif self.action_embed_dim != self.robot.dim:
+                raise ValueError(f"ACPredictorConfig.action_embed_dim ({self.action_embed_dim}) must equal the robot "
+                                 f"space's dims ({self.robot.describe()}: {self.robot.dim}); leave it unset")
+        elif self.action_embed_dim is None:
+            self.action_embed_dim = DROID_FRANKA.dim
         if isinstance(self.img_size, (tuple, list)):
             if len(self.img_size) != 2 or self.img_size[0] != self.img_size[1]:
                 raise ValueError(f"img_size must be an int or a square (h, w) pair, got {self.img_size!r}")
@@ -81,6 +94,16 @@ class ACPredictorConfig:
         if not self.use_rope:
             raise ValueError("use_rope=False is not supported: the released AC predictor and its training recipe use "
                              "3D RoPE (the official code has no working absolute-position variant)")
+
+    @property
+    def robot_space(self) -> RobotSpace:
+        """The model's robot space: ``robot``, or DROID's Franka space for the released 7-d layout."""
+        if self.robot is not None:
+            return self.robot
+        if self.action_embed_dim != DROID_FRANKA.dim:
+            raise ValueError(f"a predictor with action_embed_dim={self.action_embed_dim} needs "
+                             "ACPredictorConfig.robot (a RobotSpace saying what its numbers mean)")
+        return DROID_FRANKA
 
     @property
     def grid_size(self) -> int:
@@ -112,7 +135,12 @@ class ACPredictorConfig:
         return int(self.predictor_embed_dim * self.mlp_ratio)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.robot is None:
+            del d["robot"]  # the official fields only
+        else:
+            d["robot"] = self.robot.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ACPredictorConfig:

@@ -29,8 +29,8 @@ from vjepa2_ac.model.checkpoint import (
     resolve_file,
     to_official_layout,
 )
-from vjepa2_ac.model.pose import POSE_DIM, compute_new_pose
 from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.model.space import RobotSpace
 
 if TYPE_CHECKING:
     from vjepa2_ac.model.encoder import Encoder
@@ -72,6 +72,7 @@ class WorldModel(nn.Module):
             if encoder.tokens_per_frame != predictor.config.tokens_per_frame:
                 raise ValueError(f"encoder gives {encoder.tokens_per_frame} tokens per frame but the predictor "
                                  f"expects {predictor.config.tokens_per_frame} (img_size / patch_size mismatch)")
+        predictor.config.robot_space  # noqa: B018  (a predictor whose numbers have no meaning fails here)
         self.encoder = encoder
         self.predictor = predictor
         self.memory_budget_mb = memory_budget_mb
@@ -115,6 +116,11 @@ class WorldModel(nn.Module):
         return self.predictor.config
 
     @property
+    def space(self) -> RobotSpace:
+        """The robot's state and action space (``config.robot``; DROID's Franka space by default)."""
+        return self.config.robot_space
+
+    @property
     def device(self) -> torch.device:
         return next(self.predictor.parameters()).device
 
@@ -137,7 +143,7 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ predict
     def predict(self, z: Tensor, actions: Tensor, states: Tensor) -> Tensor:
-        """Teacher forcing: ``z [B, T, N, D]``, ``actions, states [B, T, 7]`` -> ``[B, T, N, D]`` normalised;
+        """Teacher forcing: ``z [B, T, N, D]``, ``actions, states [B, T, A]`` -> ``[B, T, N, D]`` normalised;
         slot t predicts frame t+1."""
         self._check_latents(z, "z")
         self._check_poses(actions, "actions", z.shape[:2])
@@ -151,8 +157,8 @@ class WorldModel(nn.Module):
 
         Args:
             z0: context latents ``[B, T0, N, D]`` (normalised). May be an expanded view of ``[1, T0, N, D]``.
-            s0: context states ``[B, T0, 7]``.
-            actions: ``[B, T0 - 1 + H, 7]``: the ``T0 - 1`` known actions between context frames, then ``H`` new.
+            s0: context states ``[B, T0, A]`` (A = ``space.dim``, 7 for DROID).
+            actions: ``[B, T0 - 1 + H, A]``: the ``T0 - 1`` known actions between context frames, then ``H`` new.
             use_cache: KV-cache earlier steps (exact for the block-causal predictor); ``False`` re-runs the
                 predictor on the whole prefix every step as the released planner does.
             chunk_size: samples per chunk; default from ``memory_budget_mb`` (all at once when unset).
@@ -161,16 +167,17 @@ class WorldModel(nn.Module):
                 window is recomputed each step (no cache: the positions shift). Default: the model's
                 ``context_window`` (``None``: the whole history, official).
         Returns:
-            predicted latents ``[B, H, N, D]`` (normalised) and the states after each action ``[B, H, 7]``.
+            predicted latents ``[B, H, N, D]`` (normalised) and the states after each action ``[B, H, A]``.
         Differentiable with respect to ``actions`` when grad mode is on.
         """
         self._check_latents(z0, "z0")
         B, T0 = z0.shape[:2]
         self._check_poses(s0, "s0", (B, T0))
         self._check_dtype(actions, "actions")
-        if actions.ndim != 3 or actions.shape[0] != B or actions.shape[2] != POSE_DIM or actions.shape[1] < T0:
-            raise ValueError(f"actions must be [B={B}, T0-1+H >= {T0}, {POSE_DIM}] (T0-1 known actions then H >= 1 "
-                             f"new ones), got {tuple(actions.shape)}")
+        dim = self.space.dim
+        if actions.ndim != 3 or actions.shape[0] != B or actions.shape[2] != dim or actions.shape[1] < T0:
+            raise ValueError(f"actions must be [B={B}, T0-1+H >= {T0}, {dim}] (T0-1 known actions then H >= 1 "
+                             f"new ones; robot space {self.space.describe()}), got {tuple(actions.shape)}")
         _check_finite(actions, "actions")
         horizon = actions.shape[1] - T0 + 1
         if T0 + horizon - 1 > self.config.max_steps:
@@ -201,7 +208,7 @@ class WorldModel(nn.Module):
                 z_in, s_in = z0[:1], s0[:1]  # one context for every sample (planning): its shared tokens are computed once
             for h in range(horizon):
                 z_next = normalize_reps(self.predictor(z_in, a_in, s_in, cache=cache)[:, -1:]).float()
-                s_next = compute_new_pose(s_in[:, -1:].expand(a_in.shape[0], -1, -1), a_in[:, -1:])
+                s_next = self.space.advance(s_in[:, -1:].expand(a_in.shape[0], -1, -1), a_in[:, -1:])
                 latents.append(z_next)
                 states.append(s_next)
                 if h + 1 < horizon:
@@ -215,7 +222,7 @@ class WorldModel(nn.Module):
                 else:
                     z_next = normalize_reps(self.predictor(z_all[:, -window:], a[:, -window:],
                                                            s_all[:, -window:])[:, -1:]).float()
-                s_next = compute_new_pose(s_all[:, -1:], a[:, -1:])
+                s_next = self.space.advance(s_all[:, -1:], a[:, -1:])
                 latents.append(z_next)
                 states.append(s_next)
                 z_all, s_all = torch.cat([z_all, z_next], 1), torch.cat([s_all, s_next], 1)
@@ -273,9 +280,7 @@ class WorldModel(nn.Module):
 
     def _check_poses(self, x: Tensor, name: str, lead: tuple) -> None:
         self._check_dtype(x, name)
-        if x.shape != (*lead, POSE_DIM):
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name} must have shape {[*lead, POSE_DIM]} ([x,y,z,roll,pitch,yaw,gripper]), got {got}")
+        self.space.check(x, name, lead)
         _check_finite(x, name)
 
     # ------------------------------------------------------------------------------------------------ save / load
@@ -380,7 +385,7 @@ class WorldModel(nn.Module):
                                  predictor_config: ACPredictorConfig | Mapping | None = None,
                                  load_encoder: bool = True, device: str | torch.device | None = None,
                                  dtype: torch.dtype | None = None, layout: str | None = None,
-                                 **kwargs) -> WorldModel:
+                                 sha256: str | None = None, **kwargs) -> WorldModel:
         """Load the released ``vjepa2-ac-vitg.pt``, a jepa-wms checkpoint (``vjepa2_ac_droid``, ``vjepa2_ac_oss``) or a
         file laid out like them, from a path or URL.
 
@@ -399,8 +404,10 @@ class WorldModel(nn.Module):
             load_encoder: ``False`` builds a latent-only model (``encoder=None``).
             layout: ``"official"`` or ``"jepa-wms"`` (``proprio_encoder.*``, no ``extrinsics_encoder``; without a
                 state encoder the model has ``state_tokens=0``); default: detected from the predictor's keys.
+            sha256: the checkpoint's expected SHA-256, checked once after download (see
+                :func:`~vjepa2_ac.model.checkpoint.resolve_file`: URLs download with resume, cache and offline mode).
         """
-        ckpt = load_torch_checkpoint(resolve_file(path_or_url))
+        ckpt = load_torch_checkpoint(resolve_file(path_or_url, sha256=sha256))
         if not isinstance(ckpt, Mapping) or "predictor" not in ckpt:
             keys = list(ckpt)[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
             raise CheckpointError(f"{path_or_url}: expected a dict with a 'predictor' entry, got {keys}")

@@ -32,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, Subset
 
 from vjepa2_ac.model.predictor import ACPredictor, ACPredictorConfig
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace
 from vjepa2_ac.model.world_model import normalize_reps
 from vjepa2_ac.training.checkpointing import (
     MetricsLogger,
@@ -75,7 +76,7 @@ def ac_losses(predictor: nn.Module, h: Tensor, actions: Tensor, states: Tensor, 
     Args:
         predictor: an :class:`ACPredictor` (raw outputs; the representation layer norm is applied here).
         h: normalised target latents ``[B, T, N, D]``.
-        actions: ``[B, T-1, 7]``; states: ``[B, T, 7]`` (ground truth, also used in the rollout).
+        actions: ``[B, T-1, A]``; states: ``[B, T, A]`` (ground truth, also used in the rollout).
     Returns:
         ``{"loss", "loss_tf", "loss_ar"}`` scalars; ``loss = loss_tf + loss_ar``.
     """
@@ -83,7 +84,7 @@ def ac_losses(predictor: nn.Module, h: Tensor, actions: Tensor, states: Tensor, 
     if not 1 <= auto_steps <= T - 1:
         raise ValueError(f"auto_steps must be in [1, T-1 = {T - 1}], got {auto_steps}")
     if actions.shape[:2] != (h.shape[0], T - 1) or states.shape[:2] != h.shape[:2]:
-        raise ValueError(f"actions must be [B, T-1, 7] and states [B, T, 7] for latents {tuple(h.shape)}, got "
+        raise ValueError(f"actions must be [B, T-1, A] and states [B, T, A] for latents {tuple(h.shape)}, got "
                          f"{tuple(actions.shape)} and {tuple(states.shape)}")
     z_tf = normalize_reps(predictor(h[:, :-1], actions, states[:, :-1]))  # [B, T-1, N, D]
     z = torch.cat([h[:, :1], z_tf[:, :1]], dim=1)  # [h_0, ẑ_1]
@@ -148,9 +149,11 @@ def load_init_model(init: str, *, load_encoder: bool, predictor_overrides: dict[
         return WorldModel.from_pretrained(init, load_encoder=load_encoder)
 
 
-def build_models(config: TrainConfig, *, init: str | None, latent_cache: Any | None):
+def build_models(config: TrainConfig, *, init: str | None, latent_cache: Any | None,
+                 space: RobotSpace = DROID_FRANKA):
     """``(encoder, predictor)``: the frozen encoder (``None`` when training from a latent cache: then a meta-device
-    stand-in carrying the config and reference is returned for saving) and a trainable predictor."""
+    stand-in carrying the config and reference is returned for saving) and a trainable predictor. A new predictor
+    takes the data's robot ``space`` unless the config's ``predictor.robot`` names one."""
     from vjepa2_ac.model.encoder import Encoder
 
     init = init or config.init
@@ -173,13 +176,14 @@ def build_models(config: TrainConfig, *, init: str | None, latent_cache: Any | N
                          "train from a latent cache (vjepa2-ac encode-dataset)")
     if init_model is not None:
         predictor = init_model.predictor
-        conflicts = {k: v for k, v in config.predictor.items() if getattr(predictor.config, k) != v}
+        wanted = ACPredictorConfig.from_dict({**predictor.config.to_dict(), **config.predictor})  # parses `robot`
+        conflicts = {k: v for k, v in config.predictor.items() if getattr(predictor.config, k) != getattr(wanted, k)}
         if conflicts:
             raise ValueError(f"config predictor fields {conflicts} differ from the --init model's "
                              f"{ {k: getattr(predictor.config, k) for k in conflicts} }")
     else:
         fields = {"embed_dim": encoder.embed_dim, "img_size": encoder.crop_size, "patch_size": encoder.patch_size,
-                  **config.predictor}
+                  **({} if space == DROID_FRANKA else {"robot": space}), **config.predictor}
         predictor = ACPredictor(ACPredictorConfig.from_dict(fields))
     c = predictor.config
     if c.embed_dim != encoder.embed_dim or c.tokens_per_frame != encoder.tokens_per_frame:
@@ -303,7 +307,11 @@ def train(
                          f"clips_per_epoch is set), fewer than batch_size {config.batch_size}")
 
     # -- model, objective, optimizer
-    encoder, predictor = build_models(config, init=config.init, latent_cache=caches[0] if latent_mode else None)
+    encoder, predictor = build_models(config, init=config.init, latent_cache=caches[0] if latent_mode else None,
+                                      space=train_ds.space)
+    if predictor.config.robot_space != train_ds.space:
+        raise ValueError(f"the data's robot space {train_ds.space.describe()} is not the predictor's "
+                         f"{predictor.config.robot_space.describe()} (config predictor.robot or the --init model)")
     if latent_mode:
         c = predictor.config
         if (caches[0].embed_dim, caches[0].tokens_per_frame) != (c.embed_dim, c.tokens_per_frame):

@@ -3,7 +3,7 @@
 Layout of a cache directory::
 
     latent_cache.json            manifest: encoder (reference + VJEPA2Config), dtype, episodes in dataset order
-    episodes/000000.safetensors  "latents" [T, N, D] (normalised: encoder + non-affine layer_norm), "states" [T, 7]
+    episodes/000000.safetensors  "latents" [T, N, D] (normalised: encoder + non-affine layer_norm), "states" [T, A]
 
 Every file is written to a temp file and renamed; the manifest is written last, so a cache without it is
 incomplete (re-running ``encode-dataset`` skips the episodes already encoded). :class:`LatentCache` is an
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from vjepa2_ac.atomic import atomic_path, atomic_write_bytes
+from vjepa2_ac.model.space import DROID_FRANKA, RobotSpace, robot_space_of
 
 if TYPE_CHECKING:
     from vjepa2_ac.model.encoder import Encoder
@@ -83,6 +84,11 @@ def encode_dataset(
     if any(is_latent_cache(p) for p in paths):
         raise ValueError("encode_dataset needs episode datasets, not latent caches")
     sources = [open_source(p) for p in paths]
+    spaces = {robot_space_of(s) for s in sources}
+    if len(spaces) > 1:
+        raise ValueError(f"the datasets have different robot spaces ({sorted(sp.describe() for sp in spaces)}); "
+                         "encode them into separate caches")
+    space = spaces.pop()
     episodes = [(s, e) for s in sources for e in range(len(s))]
     (out / "episodes").mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
@@ -123,6 +129,7 @@ def encode_dataset(
                         "config": encoder.config.to_dict()},
             "normalized": True, "dtype": dtype, "tokens_per_frame": encoder.tokens_per_frame,
             "embed_dim": encoder.embed_dim, "sources": [str(p) for p in paths], "episodes": records,
+            **({} if space == DROID_FRANKA else {"robot_space": space.to_dict()}),
         }
         atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     barrier(info)
@@ -142,6 +149,8 @@ class LatentCache:
         if self.manifest.get("format") != FORMAT_NAME:
             raise ValueError(f"{path}: format {self.manifest.get('format')!r}, expected {FORMAT_NAME!r}")
         self.records = self.manifest["episodes"]
+        #: the robot space of the cached states (DROID's Franka space unless the manifest names another)
+        self.space: RobotSpace = RobotSpace.from_dict(self.manifest.get("robot_space") or DROID_FRANKA)
         missing = [r["file"] for r in self.records if not (self.root / r["file"]).is_file()]
         if missing:
             raise FileNotFoundError(f"latent cache {self.root} lacks {len(missing)} episode files, e.g. {missing[0]}")
@@ -176,7 +185,7 @@ class LatentCache:
         return float(self.records[i]["fps"])
 
     def read(self, i: int, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Latents float32 ``[k, N, D]`` and states float64 ``[k, 7]`` at ``indices`` (increasing) of episode
+        """Latents float32 ``[k, N, D]`` and states float64 ``[k, A]`` at ``indices`` (increasing) of episode
         ``i``; reads only the span between the first and last index."""
         from safetensors import safe_open
 

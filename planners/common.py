@@ -124,10 +124,9 @@ def bind_space(planner: Any, world_model: WorldModelLike) -> ActionSpace:
     """``planner.space`` for the robot space of ``world_model`` (rebuilt from ``planner.config`` when the robot
     changes; a warm start from another robot's plan is dropped)."""
     robot = robot_space_of(world_model)
-    if planner.space.robot is not robot and planner.space.robot != robot:
+    if planner.space.robot != robot:
         planner.space = planner.config.action_space(robot)
-        if hasattr(planner, "reset"):
-            planner.reset()
+        planner.reset()
     return planner.space
 
 

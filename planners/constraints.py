@@ -216,12 +216,10 @@ def check_actions(actions: Tensor, space: ActionSpace, atol: float = 1e-6) -> No
     grip = actions[..., r.gripper] if r.gripper is not None else actions.new_zeros(actions.shape[:-1])
     if joints.numel() and joints.abs().amax() > space.joint_maxnorm + atol:
         raise ValueError(f"joint deltas exceed {space.joint_maxnorm}")
-    if xyz.numel() and space.constraint == "box":
-        bad = xyz.abs().amax() > space.maxnorm + atol
-    else:
-        bad = xyz.numel() and xyz.abs().sum(-1).amax() > space.maxnorm + atol
-    if bad:
-        raise ValueError(f"xyz deltas leave the {space.constraint} of size {space.maxnorm}")
+    if xyz.numel():
+        size = xyz.abs().amax() if space.constraint == "box" else xyz.abs().sum(-1).amax()
+        if size > space.maxnorm + atol:
+            raise ValueError(f"xyz deltas leave the {space.constraint} of size {space.maxnorm}")
     limit = space.rotation_maxnorm if space.search_rotation else 0.0
     if rot.numel() and rot.abs().amax() > limit + atol:
         raise ValueError(f"rotation deltas exceed {limit}")

@@ -325,14 +325,14 @@ def write_episode(
     camera: str = "front",
     metadata: Mapping[str, Any] | None = None,
     extras: Mapping[str, np.ndarray] | None = None,
+    space: RobotSpace | None = None,
     **writer_kwargs: Any,
 ) -> Path:
     """Write a whole episode at once: ``frames`` uint8 [T, H, W, 3] (or ``{camera: frames}``), ``states`` [T, A],
     ``actions`` [T-1, A] (or [T, A], the last one kept as ``final_action``; default: :func:`state_deltas`),
-    ``extras`` ``{name: [T, ...]}``; ``A = space.dim`` (``space=`` among ``writer_kwargs``; default DROID's
-    Franka space, A = 7)."""
+    ``extras`` ``{name: [T, ...]}``; ``A = space.dim`` (default DROID's Franka space, A = 7)."""
     frame_map = frames if isinstance(frames, Mapping) else {camera: frames}
-    space = RobotSpace.from_dict(writer_kwargs.get("space") or DROID_FRANKA)
+    space = DROID_FRANKA if space is None else RobotSpace.from_dict(space)
     states = np.asarray(states)
     if states.ndim != 2:
         raise ValueError(f"states must have shape [T, {space.dim}], got {states.shape}")
@@ -352,7 +352,7 @@ def write_episode(
     for name, values in extras.items():
         if len(values) != num_steps:
             raise ValueError(f"extras[{name!r}] must have {num_steps} rows, got {len(values)}")
-    with EpisodeWriter(path, camera=camera, metadata=metadata, **writer_kwargs) as writer:
+    with EpisodeWriter(path, camera=camera, metadata=metadata, space=space, **writer_kwargs) as writer:
         for t in range(num_steps):
             action = actions[t] if t < len(actions) else None
             writer.add_step({k: v[t] for k, v in frame_map.items()}, states[t], action,

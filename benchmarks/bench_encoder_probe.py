@@ -13,6 +13,11 @@ All energies are the planners' L1 latent energy to a goal image, with the model'
   object left on the table" (where a planner that ignores the object ends) and of "gripper closed around the object
   on the table" (the step a grasp passes through), each as a multiple of the energy of a 2 cm arm error while
   holding the object. A missing object that costs less than a 2 cm arm error is nearly invisible to the planner.
+  A one-step (horizon 1) planner descends to the object only if "closed at object" costs less than "left behind".
+* **grasp path**: the scripted expert's grasp episode (approach, descend, close, lift), its real frames encoded:
+  the largest rise of the energy to the grasp goal along the way (over the lowest energy before it), as a fraction
+  of the start frame's energy. 0: every step of the expert's path lowers the energy (a greedy planner can follow
+  it); large: the path crosses a ridge that a horizon-1 planner does not climb.
 
     python benchmarks/bench_encoder_probe.py                       # bundled model
     python benchmarks/bench_encoder_probe.py --model runs/ac/model --episodes 12 --seed 3000
@@ -33,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-import envs  # noqa: E402,F401  (registers the ids)
+import envs  # noqa: E402  (registers the ids)
 from envs.franka_env import LIFT_HEIGHT, REACH_GOAL_BOX  # noqa: E402
 from vjepa2_ac.agent import load_world_model  # noqa: E402
 
@@ -90,6 +95,19 @@ def grasp_probe(wm, env, seed: int) -> dict[str, float]:
             "grasp: closed at object / arm 2 cm": float(e[1] / e[2:].mean())}
 
 
+def grasp_path_probe(wm, env, seed: int) -> dict[str, float]:
+    """Largest energy rise to the grasp goal along the scripted expert's grasp episode, over the start energy."""
+    obs, info = env.reset(seed=seed)
+    expert, frames = envs.scripted_expert(env), [obs["pixels"]]
+    for _ in range(env.spec.max_episode_steps):
+        obs, _, terminated, truncated, _ = env.step(expert(obs))
+        frames.append(obs["pixels"])
+        if terminated or truncated:
+            break
+    e = energies(wm, frames, wm.encode(info["goals"]["final"][None]))
+    return {"grasp path: largest rise / start energy": float((e - np.minimum.accumulate(e)).max() / e[0])}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="vjepa2-ac-sim-small", help="bundled name or model directory")
@@ -110,7 +128,7 @@ def main() -> None:
         for seed in range(args.seed, args.seed + args.episodes):
             for row in (arm_probe(wm, make["reach"], seed, args.samples, rng),
                         object_probe(wm, make["pick-place"], seed, args.samples, rng),
-                        grasp_probe(wm, make["grasp"], seed)):
+                        grasp_probe(wm, make["grasp"], seed), grasp_path_probe(wm, make["grasp"], seed)):
                 for k, v in row.items():
                     rows.setdefault(k, []).append(v)
     for env in make.values():

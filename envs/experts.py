@@ -8,6 +8,12 @@ from scipy.spatial.transform import Rotation
 from envs.franka_env import LIFT_HEIGHT
 
 APPROACH_HEIGHT = 0.10  # pre-grasp / pre-place height above the grasp point (m)
+# Near misses (``miss`` > 0): what a missed attempt does, and how many an episode may have before a clean one.
+MISS_KINDS = ("beside", "above", "drop")
+MISS_BESIDE = (0.03, 0.06)  # m: the fingers close this far beside the grasp point (any horizontal direction)
+MISS_ABOVE = (0.05, 0.08)  # m: the fingers close this far above it (less still pinches a 4 cm cube)
+MISS_DROP_AFTER = (1, 4)  # the object is let go after this many steps of lift / carry (inclusive)
+MAX_MISSES = 2
 
 
 class ScriptedExpert:
@@ -17,20 +23,45 @@ class ScriptedExpert:
     the ``obs`` argument is only accepted for a policy-like signature. ``noise`` is the std (m) of Gaussian noise
     added to the translation part of every action (``seed`` seeds it). A new episode (``env.reset``) is detected
     automatically.
+
+    ``miss`` is the probability that a grasp attempt (grasp and pick-and-place) is a near miss, so that the data
+    shows what the gripper does *near* the object: ``"beside"`` closes U(3, 6) cm beside the grasp point (the
+    descent may push the object; along the closing axis the fingers can still catch it), ``"above"`` closes U(5, 8) cm above it, ``"drop"`` grasps and lets go after 1-4
+    steps of lift or carry; each kind equally likely. The expert notices the empty gripper on the way up and starts
+    over (re-opening on the way back to the object). At most ``MAX_MISSES`` (2) attempts of an episode miss; the
+    next one is clean. ``miss=0`` gives the same actions as before the option existed.
     """
 
-    def __init__(self, env, noise: float = 0.0, seed: int | None = None, tolerance: float = 0.012):
+    def __init__(self, env, noise: float = 0.0, seed: int | None = None, tolerance: float = 0.012,
+                 miss: float = 0.0):
         self.env = env.unwrapped
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
-        self.noise, self.tolerance = float(noise), float(tolerance)
+        if not 0.0 <= miss <= 1.0:  # also rejects NaN
+            raise ValueError(f"miss must be a probability in [0, 1], got {miss}")
+        self.noise, self.tolerance, self.miss = float(noise), float(tolerance), float(miss)
         self.rng = np.random.default_rng(seed)
         self._episode = None
-        self.phase = 0
-        self._count = 0
+        self.reset()
 
     def reset(self) -> None:
         self.phase, self._count = 0, 0
+        self.misses = 0  # near misses made in this episode
+        self._lifting = 0  # steps of the current attempt since the lift began
+        self.attempt: tuple[str, np.ndarray, int] | None = None  # (kind, grasp offset [3] (m), drop after) or None
+
+    def _new_attempt(self) -> tuple[str, np.ndarray, int]:
+        """The next grasp attempt: ``("clean", 0, 0)`` or a near miss drawn from ``self.rng``."""
+        if self.miss == 0.0 or self.misses >= MAX_MISSES or self.rng.random() >= self.miss:
+            return "clean", np.zeros(3), 0
+        self.misses += 1
+        kind = MISS_KINDS[int(self.rng.integers(len(MISS_KINDS)))]
+        if kind == "beside":
+            angle, r = self.rng.uniform(0.0, 2 * np.pi), self.rng.uniform(*MISS_BESIDE)
+            return kind, np.array([r * np.cos(angle), r * np.sin(angle), 0.0]), 0
+        if kind == "above":
+            return kind, np.array([0.0, 0.0, self.rng.uniform(*MISS_ABOVE)]), 0
+        return kind, np.zeros(3), int(self.rng.integers(MISS_DROP_AFTER[0], MISS_DROP_AFTER[1] + 1))
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _move(self, target_pos, target_mat, dg: float) -> np.ndarray:
@@ -71,8 +102,15 @@ class ScriptedExpert:
         e = self.env
         grasp_pos, grasp_mat = self._grasp_frame()
         if 3 <= self.phase <= 5 and not e.is_grasping() and self._count > 1:
-            self.phase, self._count = 0, 0  # dropped it: start over
+            self.phase, self._count, self.attempt = 0, 0, None  # dropped or missed it: start over
+        if self.attempt is None:
+            self.attempt = self._new_attempt()
+        kind, offset, drop_after = self.attempt
+        grasp_pos = grasp_pos + offset
         self._count += 1
+        if kind == "drop" and 3 <= self.phase <= 5 and self._lifting >= drop_after:
+            return self._move(*e.get_ee_pose(), -1.0)  # let go where it is
+        self._lifting = self._lifting + 1 if self.phase >= 3 else 0
         if self.phase == 0:  # above the object, gripper open, yaw aligned
             target = grasp_pos + [0.0, 0.0, APPROACH_HEIGHT]
             if self._near(target, 0.02):
@@ -114,6 +152,7 @@ class ScriptedExpert:
         return self._move(place_pinch, place_mat, -1.0)  # released: hold still (the "placed" sub-goal)
 
 
-def scripted_expert(env, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
-    """Scripted expert policy for ``env`` (any registered Franka task/backend): ``action = expert(obs)``."""
-    return ScriptedExpert(env, noise=noise, seed=seed)
+def scripted_expert(env, noise: float = 0.0, seed: int | None = None, miss: float = 0.0) -> ScriptedExpert:
+    """Scripted expert policy for ``env`` (any registered Franka task/backend): ``action = expert(obs)``;
+    ``miss``: probability of a near-miss grasp attempt (:class:`ScriptedExpert`)."""
+    return ScriptedExpert(env, noise=noise, seed=seed, miss=miss)

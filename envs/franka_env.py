@@ -47,7 +47,8 @@ class FrankaEnvConfig:
     control_hz: control rate (DROID: ~4 Hz; MuJoCo physics runs at 500 Hz underneath).
     image_size: (height, width) of rendered images.  camera: "exterior_1" | "exterior_2" | "workspace" | "side" | "top" | "wrist",
         or "dual" (side view over top view, each half the height), or "dual_close" (the same viewpoints zoomed onto
-        the task volume, each a square view squeezed into its half).
+        the task volume, each a square view squeezed into its half), or "dual_wrist" (side, top and wrist views,
+        each a third of the height).
     wrist_camera: add ``obs["wrist_pixels"]``.  goal_keys: add GoalEnv keys observation/achieved_goal/desired_goal.
     max_translation / max_rotation: per-step limits of |dxyz| (m, per axis) and |d_euler| (rad, per axis).
     leash / leash_rotation: the integrated target stays within this distance (m / rad) of the measured pose.

@@ -26,13 +26,29 @@ CAMERAS = {
 EXTERIOR_CAMERAS = tuple(CAMERAS)
 CAMERA_FOVY = 55.0
 CAMERA_FOVYS = {"side": 42.0, "top": 38.0, "side_close": 28.0, "top_close": 34.0}  # vertical field of view (deg) where not CAMERA_FOVY
-# Composite views: named cameras rendered into equal horizontal bands, stacked top to bottom. "dual" (side over top)
-# removes the single camera's line-of-sight valley; it is the bundled model's observation.
-COMPOSITE_CAMERAS = {"dual": ("side", "top"), "dual_close": ("side_close", "top_close")}
+# Composite views: named cameras rendered into horizontal bands, stacked top to bottom. "dual" (side over top)
+# removes the single camera's line-of-sight valley; it is the bundled model's observation. "dual_wrist" adds the
+# wrist camera as a third band, as a real Franka cell has one: a held object fills it, one left on the table does not;
+# "dual_wrist_large" gives the wrist band half the height (COMPOSITE_ROWS), so the energy weighs it as much as both
+# exterior views together.
+COMPOSITE_CAMERAS = {"dual": ("side", "top"), "dual_close": ("side_close", "top_close"),
+                     "dual_wrist": ("side", "top", "wrist"), "dual_wrist_large": ("side", "top", "wrist")}
+COMPOSITE_ROWS = {"dual_wrist_large": (1, 1, 2)}  # relative band heights where not equal
 # Composites whose parts are rendered with the band's width and k = round(width / band height) times its height, then
 # averaged over each k rows: a square field of view squeezed into a wide band, so the task volume fills the band and
 # objects get k times the horizontal resolution of a plain band (4 cm cube: ~9 x 5 px at 128 px vs ~3 x 3 in "dual").
 SQUEEZED_COMPOSITES = frozenset({"dual_close"})
+
+
+def band_rows(camera: str, height: int) -> list[int]:
+    """Rows of each band of composite ``camera`` at ``height``: proportional to its COMPOSITE_ROWS weights (equal by
+    default), rounded down, the first bands taking one leftover row each."""
+    weights = COMPOSITE_ROWS.get(camera, (1,) * len(COMPOSITE_CAMERAS[camera]))
+    total = sum(weights)
+    if height < total:
+        raise ValueError(f"height must be >= {total} for camera {camera!r}, got {height}")
+    rows = [height * w // total for w in weights]
+    return [r + (i < height - sum(rows)) for i, r in enumerate(rows)]
 
 
 def camera_fovy(name: str) -> float:
@@ -42,14 +58,9 @@ def camera_fovy(name: str) -> float:
 
 def render_composite(render_view, camera: str, height: int, width: int) -> np.ndarray:
     """uint8 [height, width, 3] image of composite ``camera``: ``render_view(name, h, w)`` per part, stacked in
-    bands (the first bands get the extra rows when ``height`` does not divide evenly)."""
-    parts = COMPOSITE_CAMERAS[camera]
-    n = len(parts)
-    if height < n:
-        raise ValueError(f"height must be >= {n} for camera {camera!r}, got {height}")
-    rows = [height // n + (i < height % n) for i in range(n)]
+    bands of :func:`band_rows` rows."""
     bands = []
-    for name, h in zip(parts, rows):
+    for name, h in zip(COMPOSITE_CAMERAS[camera], band_rows(camera, height)):
         k = max(1, round(width / h)) if camera in SQUEEZED_COMPOSITES else 1
         img = render_view(name, h * k, width)
         if k > 1:  # average each k rows (rounded): the square view squeezed into its band

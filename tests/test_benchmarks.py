@@ -55,10 +55,11 @@ def test_encoder_probe_reports_arm_object_and_grasp_figures(monkeypatch, capsys)
     rows = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in capsys.readouterr().out.splitlines()
             if r.startswith("| ") and r.split("|")[2].strip() not in ("mean", "---")}
     assert set(rows) == {"arm rho", "object rho", "object 15 cm / arm 2 cm", "grasp: object left behind / arm 2 cm",
-                         "grasp: closed at object / arm 2 cm"}
+                         "grasp: closed at object / arm 2 cm", "grasp path: largest rise / start energy"}
     assert rows["arm rho"] > 0.3  # the bundled encoder's energy grows with the gripper's distance to the goal
     assert rows["grasp: closed at object / arm 2 cm"] > 1  # 12 cm below the goal pose costs more than 2 cm off it
     assert rows["object 15 cm / arm 2 cm"] > 0 and rows["grasp: object left behind / arm 2 cm"] > 0
+    assert rows["grasp path: largest rise / start energy"] > 0  # the bundled model's energy: the grasp climbs a ridge
 
 
 def test_pick_place_stages_replays_recorded_episodes(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,13 +75,13 @@ class FakeReachEnv(gym.Env):
             self.t >= self.episode_steps, {"is_success": success}
 
 
-def fake_expert(env, noise=0.0, seed=None):
+def fake_expert(env, noise=0.0, seed=None, gain=1.0):
     rng = np.random.default_rng(seed)
     base = env.unwrapped
 
     def policy(obs):
         action = np.zeros(7, np.float32)
-        action[:3] = np.clip(base.goal - obs["agent_pos"][:3], -0.05, 0.05)
+        action[:3] = np.clip(gain * (base.goal - obs["agent_pos"][:3]), -0.05, 0.05)
         action[:3] += noise * 0.05 * rng.standard_normal(3)
         return action
 
@@ -255,6 +256,32 @@ def test_stored_config_missing_field_or_unreadable_is_refused(tmp_path):
     assert path.read_text() == "{not json"
 
 
+def test_expert_kwargs_reach_the_expert_and_are_checked(tmp_path):
+    collect(config(tmp_path / "a", episodes=1, policy="expert"), progress=False)
+    collect(config(tmp_path / "b", episodes=1, policy="expert", expert_kwargs={"gain": 0.3}), progress=False)
+    a, b = (load_episode(tmp_path / d / "episode_000000.h5") for d in "ab")
+    assert not np.allclose(a.actions[0], b.actions[0]) and b.metadata["expert_kwargs"] == {"gain": 0.3}
+    with pytest.raises(CollectError, match="expert_kwargs .*'speed'.* do not fit"):
+        collect(config(tmp_path / "c", episodes=1, expert_kwargs={"speed": 2}), progress=False)
+    with pytest.raises(CollectError, match="other than noise / seed / rng"):
+        config(tmp_path / "c", expert_kwargs={"noise": 0.1})
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(CollectError, match=r"expert_kwargs: stored \{'gain': 0.3\}, new \{\}"):
+        collect(config(tmp_path / "b", episodes=2, policy="expert"), progress=False)
+
+
+def test_stored_config_from_before_expert_kwargs_resumes(tmp_path):
+    """collect_config.json files written before the field existed were collected with its default."""
+    collect(config(tmp_path, episodes=1), progress=False)
+    path = tmp_path / "collect_config.json"
+    stored = json.loads(path.read_text())
+    del stored["expert_kwargs"]
+    path.write_text(json.dumps(stored))
+    assert collect(config(tmp_path, episodes=2), progress=False).written == 1
+    with pytest.raises(CollectError, match=r"expert_kwargs: stored \{\}, new \{'gain': 2\}"):
+        collect(config(tmp_path, episodes=3, expert_kwargs={"gain": 2}), progress=False)
+
+
 def test_dataset_without_stored_config_is_refused(tmp_path):
     collect(config(tmp_path, episodes=1), progress=False)
     (tmp_path / "collect_config.json").unlink()
@@ -303,6 +330,8 @@ def test_cli_errors_are_one_line_and_leave_no_directory(tmp_path):
     fails("--env", "no_such_module_xyz:Env-v0", "--episodes", "1", match="unknown env")
     fails("--env", f"{MODULE}:{FAKE_ID}", "--episodes", "0", match="episodes must be >= 1, got 0")
     fails("--env", f"{MODULE}:{FAKE_ID}", "--episodes", "1", "--env-kwargs", "{", match="JSON object")
+    fails("--env", f"{MODULE}:{FAKE_ID}", "--episodes", "1", "--expert-kwargs", "[1]",
+          match="--expert-kwargs must be a JSON object")
     assert not (tmp_path / "ds").exists()
     ok = ["--env", f"{MODULE}:{FAKE_ID}", "--policy", "random", "--episodes", "1"]
     assert command.run(parser.parse_args(["--out", str(tmp_path / "ds"), "--no-progress", "--image-size", "16", *ok])) == 0

@@ -335,6 +335,36 @@ def test_expert_noise_changes_actions():
         envs.scripted_expert(env, noise=-1)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_expert_near_misses_then_grasps(backend):
+    """miss=1: up to two near-miss attempts (closed above it without holding it, held and let go, or closed beside
+    it, which may still catch it), then a clean grasp; the object is lifted in the end; all kinds over a few seeds."""
+    env = make("vjepa2ac/FrankaGrasp-v0", backend=backend, render_goals=False)
+    kinds = set()
+    for seed in range(5):
+        expert = envs.scripted_expert(env, seed=seed, miss=1.0)
+        obs, info = env.reset(seed=seed)
+        attempts, held, success = [], [], False
+        for _ in range(env.spec.max_episode_steps):
+            action = expert(obs)
+            if not attempts or expert.attempt is not attempts[-1]:
+                attempts.append(expert.attempt)
+                held.append([])
+            obs, _, _, _, info = env.step(action)
+            held[-1].append(info["grasped"])
+            success |= info["is_success"]
+        names = [kind for kind, *_ in attempts]
+        assert success and "clean" not in names[:2] and names[2:] in ([], ["clean"]), (seed, names)
+        for name, h in zip(names, held):
+            if name in ("above", "drop"):
+                assert (any(h) and not h[-1]) if name == "drop" else not any(h), (seed, name, h)
+        kinds |= set(names)
+    assert kinds == {"beside", "above", "drop", "clean"}
+    with pytest.raises(ValueError, match="miss must be a probability"):
+        envs.scripted_expert(env, miss=1.5)
+    env.close()
+
+
 @pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
 def test_workspace_camera_frames_the_task_area(backend):
     """The close 'workspace' camera (used by small planning models) sees the object larger than exterior_1."""
@@ -387,6 +417,36 @@ def test_dual_close_squeezes_square_views_into_bands(backend):
     ee, mat = base.get_ee_pose()
     close, far = (base.render_configuration(ee, mat, camera=c, image_size=(128, 128)) for c in ("dual_close", "dual"))
     assert red(close) > 2.5 * red(far) > 0, (red(close), red(far))
+    env.close()
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
+def test_dual_wrist_adds_the_wrist_view_as_a_third_band(backend):
+    """'dual_wrist': side, top and wrist views in three bands; the wrist band shows a held object larger than one
+    left on the table below it, a difference the exterior bands barely show (a few pixels of a small object)."""
+    env = gym.make("vjepa2ac/FrankaGrasp-v0", backend=backend, camera="dual_wrist", image_size=(48, 48))
+    obs, _ = env.reset(seed=0)
+    base = env.unwrapped
+    for rows, name in ((slice(0, 16), "side"), (slice(16, 32), "top"), (slice(32, 48), "wrist")):
+        np.testing.assert_array_equal(obs["pixels"][rows], base.render(camera=name, image_size=(16, 48)))
+    # "dual_wrist_large": the wrist band gets half the rows (relative heights 1, 1, 2; leftover rows go first)
+    large = base.render(camera="dual_wrist_large", image_size=(66, 48))
+    for rows, name in ((slice(0, 17), "side"), (slice(17, 33), "top"), (slice(33, 66), "wrist")):
+        size = (rows.stop - rows.start, 48)
+        np.testing.assert_array_equal(large[rows], base.render(camera=name, image_size=size))
+    with pytest.raises(ValueError, match="height must be >= 4"):
+        base.render(camera="dual_wrist_large", image_size=(3, 8))
+
+    def red(img):
+        img = img.astype(int)
+        return int(((img[..., 0] > 150) & (img[..., 1] < 90) & (img[..., 2] < 90)).sum())
+
+    goal_pos, goal_mat, hold, held_pos, held_quat = base.goal["configs"][-1]
+    obj, quat = base.get_object_pose()
+    held, left = (base.render_configuration(goal_pos, goal_mat, hold, p, q, camera="dual_wrist",
+                                            image_size=(144, 144)) for p, q in ((held_pos, held_quat), (obj, quat)))
+    wrist, exterior = (red(held[96:]), red(left[96:])), (red(held[:96]), red(left[:96]))
+    assert wrist[0] > 1.5 * wrist[1] and wrist[0] - wrist[1] > 3 * abs(exterior[0] - exterior[1]), (wrist, exterior)
     env.close()
 
 

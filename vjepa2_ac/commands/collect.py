@@ -18,24 +18,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
     parser.add_argument("--noise", type=float, default=0.01,
                         help="noisy-expert action noise (scripted expert: translation std in metres)")
+    parser.add_argument("--expert-kwargs", default="{}",
+                        help='JSON dict of extra expert arguments (scripted expert: {"miss": 0.5} for near-miss grasps)')
     parser.add_argument("--env-kwargs", default="{}", help="JSON dict of extra gymnasium.make arguments")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _json_object(flag: str, text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"collect: {flag} must be a JSON object: {err}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"collect: {flag} must be a JSON object, got {text!r}") from None
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     from vjepa2_ac.data.collect import CollectConfig, CollectError, collect
 
-    try:
-        env_kwargs = json.loads(args.env_kwargs)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"collect: --env-kwargs must be a JSON object: {err}") from None
-    if not isinstance(env_kwargs, dict):
-        raise SystemExit(f"collect: --env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+    env_kwargs, expert_kwargs = (_json_object(flag, text) for flag, text in
+                                 (("--env-kwargs", args.env_kwargs), ("--expert-kwargs", args.expert_kwargs)))
     try:
         config = CollectConfig(
             env_id=args.env, policy=args.policy, episodes=args.episodes, out=args.out, workers=args.workers,
             seed=args.seed, image_size=args.image_size, camera=args.camera, max_steps=args.max_steps,
-            noise=args.noise, env_kwargs=env_kwargs,
+            noise=args.noise, expert_kwargs=expert_kwargs, env_kwargs=env_kwargs,
         )
         summary = collect(config, progress=not args.no_progress)
     except CollectError as err:  # bad settings, unknown env, dataset with other settings: one line, no traceback

@@ -8,15 +8,16 @@ The env must return observations ``{"pixels": uint8 [H, W, 3], "agent_pos": floa
 ``info["is_success"]``. Optional env attributes used as episode metadata (on ``env.unwrapped`` or its ``cfg``):
 ``control_hz`` (else ``metadata["render_fps"]``), ``camera_name`` or ``camera``, ``camera_intrinsics`` ([3, 3]),
 ``camera_extrinsics``.
-Policies: ``expert`` / ``noisy-expert`` call ``expert_fn(env, noise=...)`` (default ``envs:scripted_expert``)
-which returns ``obs -> action``; ``random`` samples the action space (seeded); ``mix`` draws one of the three
+Policies: ``expert`` / ``noisy-expert`` call ``expert_fn(env, noise=..., **expert_kwargs)`` (default
+``envs:scripted_expert``; e.g. ``expert_kwargs={"miss": 0.5}`` for its near-miss grasps) which returns ``obs -> action``; ``random`` samples the action space (seeded); ``mix`` draws one of the three
 per episode.
 
 A dataset directory describes itself: ``collect_config.json`` holds the config that wrote it, and collecting into a
 directory that already has one refuses (:class:`CollectError`, naming every differing setting with its stored and new
 value) when any setting that changes the data differs (all config fields but :data:`NON_DATA_FIELDS`); the stored file
 is only rewritten by a run that passed this check. A directory with episode files but no ``collect_config.json``
-(written before the file existed) is refused too: the episodes' metadata does not record every such setting
+(written before the file existed) is refused too (a stored file that only lacks a field added later,
+:data:`ADDED_FIELDS`, was written with that field's default): the episodes' metadata does not record every such setting
 (``max_steps``, ``expert_fn``, ``mix_weights``, the noise of non-noisy episodes, the requested image size), so the
 settings cannot be verified; collect into a new directory (or, if you know the settings, write the file by hand).
 Everything is checked before the directory is created; a run that fails before writing any episode removes the
@@ -46,6 +47,7 @@ POLICIES = ("expert", "noisy-expert", "random", "mix")
 MIX_POLICIES = ("expert", "noisy-expert", "random")
 CONFIG_FILE = "collect_config.json"
 NON_DATA_FIELDS = frozenset({"episodes", "out", "workers", "compression"})  # may differ when resuming a dataset
+ADDED_FIELDS = {"expert_kwargs": {}}  # fields newer than collect_config.json: a stored file without one used this
 
 
 class CollectError(ValueError):
@@ -69,6 +71,7 @@ class CollectConfig:
     noise: float = 0.01  # passed as expert_fn(noise=...): envs.scripted_expert = translation noise std (m)
     mix_weights: tuple[float, float, float] = (0.4, 0.4, 0.2)  # expert, noisy-expert, random
     expert_fn: str = "envs:scripted_expert"
+    expert_kwargs: dict[str, Any] = field(default_factory=dict)  # more expert_fn arguments (expert, noisy-expert)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     compression: str | None = "gzip"
 
@@ -91,6 +94,9 @@ class CollectConfig:
             raise CollectError(f"mix_weights must be 3 non-negative weights with a positive sum, got {self.mix_weights}")
         if ":" not in self.expert_fn:
             raise CollectError(f"expert_fn must be 'module:function', got {self.expert_fn!r}")
+        if not isinstance(self.expert_kwargs, dict) or {"noise", "seed", "rng"} & set(self.expert_kwargs):
+            raise CollectError(f"expert_kwargs must be a dict of expert_fn arguments other than noise / seed / rng "
+                               f"(set by the collector), got {self.expert_kwargs!r}")
 
 
 @dataclass
@@ -195,7 +201,7 @@ def make_policy(env, name: str, config: CollectConfig, seed: int) -> Callable[[d
         env.action_space.seed(seed)
         return lambda obs: env.action_space.sample()
     expert_fn = _load_function(config.expert_fn)
-    kwargs: dict[str, Any] = {"noise": config.noise if name == "noisy-expert" else 0.0}
+    kwargs: dict[str, Any] = {"noise": config.noise if name == "noisy-expert" else 0.0, **config.expert_kwargs}
     params = inspect.signature(expert_fn).parameters
     if "seed" in params:
         kwargs["seed"] = seed
@@ -225,6 +231,7 @@ def collect_episode(config: CollectConfig, i: int) -> dict[str, Any]:
     metadata = {
         "env_id": config.env_id, "seed": seed, "episode_index": i, "collection_seed": config.seed,
         "policy": policy_name, "noise": config.noise if policy_name == "noisy-expert" else 0.0,
+        "expert_kwargs": config.expert_kwargs if policy_name != "random" else {},
         "control_hz": float(control_hz) if control_hz else "",
         "env_kwargs": config.env_kwargs,
     }
@@ -276,6 +283,20 @@ def check_env_id(env_id: str) -> None:
         raise CollectError(f"unknown env {env_id!r} ({err}); {hint}") from None
 
 
+def check_expert_kwargs(config: CollectConfig) -> None:
+    """:class:`CollectError` when ``config.expert_fn`` cannot be loaded or does not take ``config.expert_kwargs``."""
+    if config.policy == "random" or not config.expert_kwargs:
+        return
+    try:
+        fn = _load_function(config.expert_fn)
+    except (ImportError, AttributeError) as err:
+        raise CollectError(f"cannot load expert_fn {config.expert_fn!r}: {err}") from None
+    try:
+        inspect.signature(fn).bind_partial(None, **config.expert_kwargs)
+    except TypeError as err:
+        raise CollectError(f"expert_kwargs {config.expert_kwargs!r} do not fit {config.expert_fn}: {err}") from None
+
+
 def check_dataset(config: CollectConfig) -> None:
     """:class:`CollectError` when ``config.out`` holds data collected with other settings (or unverifiable ones).
 
@@ -304,8 +325,9 @@ def check_dataset(config: CollectConfig) -> None:
     if stored.get("policy") == config.policy:  # settings the (shared) policy never reads
         ignored |= {"mix_weights"} if config.policy != "mix" else set()
         ignored |= {"noise"} if config.policy in ("expert", "random") else set()
-        ignored |= {"expert_fn"} if config.policy == "random" else set()
+        ignored |= {"expert_fn", "expert_kwargs"} if config.policy == "random" else set()
     missing = object()
+    stored = {**ADDED_FIELDS, **stored}
     diffs = [f"{key}: stored {'(not recorded)' if stored.get(key, missing) is missing else repr(stored[key])}, "
              f"new {value!r}"
              for key, value in new.items()
@@ -322,6 +344,7 @@ def collect(config: CollectConfig, *, progress: bool = True) -> CollectSummary:
     other settings."""
     out = Path(config.out)
     check_env_id(config.env_id)
+    check_expert_kwargs(config)
     check_dataset(config)
     had_config = (out / CONFIG_FILE).exists()
     with removed_if_left_empty(out):

@@ -9,17 +9,17 @@ The env must return observations ``{"pixels": uint8 [H, W, 3], "agent_pos": floa
 ``control_hz`` (else ``metadata["render_fps"]``), ``camera_name`` or ``camera``, ``camera_intrinsics`` ([3, 3]),
 ``camera_extrinsics``.
 Policies: ``expert`` / ``noisy-expert`` call ``expert_fn(env, noise=..., **expert_kwargs)`` (default
-``envs:scripted_expert``; e.g. ``expert_kwargs={"miss": 0.5}`` for its near-miss grasps) which returns ``obs -> action``; ``random`` samples the action space (seeded); ``mix`` draws one of the three
-per episode.
+``envs:scripted_expert``; e.g. ``expert_kwargs={"miss": 0.5}`` for its near-miss grasps) which returns
+``obs -> action``; ``random`` samples the action space (seeded); ``mix`` draws one of the three per episode.
 
 A dataset directory describes itself: ``collect_config.json`` holds the config that wrote it, and collecting into a
 directory that already has one refuses (:class:`CollectError`, naming every differing setting with its stored and new
 value) when any setting that changes the data differs (all config fields but :data:`NON_DATA_FIELDS`); the stored file
 is only rewritten by a run that passed this check. A directory with episode files but no ``collect_config.json``
-(written before the file existed) is refused too (a stored file that only lacks a field added later,
-:data:`ADDED_FIELDS`, was written with that field's default): the episodes' metadata does not record every such setting
+(written before the file existed) is refused too: the episodes' metadata does not record every such setting
 (``max_steps``, ``expert_fn``, ``mix_weights``, the noise of non-noisy episodes, the requested image size), so the
 settings cannot be verified; collect into a new directory (or, if you know the settings, write the file by hand).
+A stored file that lacks only a field added later (:data:`ADDED_FIELDS`) was written with that field's default.
 Everything is checked before the directory is created; a run that fails before writing any episode removes the
 ``collect_config.json`` it wrote and the directory again when it created it.
 """

@@ -226,3 +226,43 @@ def test_bench_plan_profile_prints_its_tables(monkeypatch, capsys):
     assert "| matmul |" in out and "| Python and dispatch" in out
     released = [line for line in out.splitlines() if line.startswith("| 2x2 | fp32 |")]
     assert len(released) == 1 and released[0].split("|")[5].strip().endswith("x")
+
+
+def test_latent_steps_finds_the_transitions_that_dominate_a_squared_loss(monkeypatch, capsys):
+    """Two episodes of small steps and one large jump: the jump carries most of the squared change, less of the
+    absolute change, and is listed first."""
+    bench = load("investigations/latent_steps.py")
+
+    class Cache:  # the LatentCache interface the script reads
+        tokens_per_frame, embed_dim = 4, 3
+
+        def __init__(self, path):
+            steps = np.full((2, 50, 4, 3), 0.01)
+            steps[1, 20] = 1.0  # episode 1, transition 20 -> 21
+            self.latents = np.concatenate([np.zeros((2, 1, 4, 3)), np.cumsum(steps, axis=1)], axis=1)  # [E, 51, 4, 3]
+
+        def __len__(self):
+            return 2
+
+        def episode_length(self, i):
+            return 51
+
+        def episode_name(self, i):
+            return f"ep{i}"
+
+        def read(self, i, indices):
+            return self.latents[i][indices].astype(np.float32), np.zeros((len(indices), 7))
+
+    monkeypatch.setattr(bench, "LatentCache", Cache)
+    bench.main(["cache", "--top", "2"])
+    out = capsys.readouterr().out
+    assert "100 transitions of 2 episodes" in out
+    squared = next(line for line in out.splitlines() if line.startswith("| mean squared"))
+    cells = [c.strip() for c in squared.split("|")[1:-1]]
+    assert float(cells[2]) == pytest.approx(1e-4, rel=1e-3)  # median: a 0.01 step
+    assert float(cells[4]) == pytest.approx(1.0, rel=1e-3)  # max: the jump
+    assert float(cells[5]) == pytest.approx(1.0 / (1.0 + 99e-4), abs=0.005)  # top 1% = the one jump
+    absolute = next(line for line in out.splitlines() if line.startswith("| mean absolute"))
+    assert float(absolute.split("|")[6]) == pytest.approx(1.0 / (1.0 + 99 * 0.01), abs=0.005)
+    assert out.splitlines()[-2].split() == ["1.0000", "ep1", "20"]
+    assert bench.top_share(np.array([1.0, 1.0, 2.0]), 0.34) == pytest.approx(0.5)

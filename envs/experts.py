@@ -27,9 +27,10 @@ class ScriptedExpert:
     ``miss`` is the probability that a grasp attempt (grasp and pick-and-place) is a near miss, so that the data
     shows what the gripper does *near* the object: ``"beside"`` closes U(3, 6) cm beside the grasp point (the
     descent may push the object; along the closing axis the fingers can still catch it), ``"above"`` closes
-    U(5, 8) cm above it, ``"drop"`` grasps and lets go after 1-4 steps of lift or carry; each kind equally likely. The expert notices the empty gripper on the way up and starts
-    over (re-opening on the way back to the object). At most ``MAX_MISSES`` (2) attempts of an episode miss; the
-    next one is clean. ``miss=0`` gives the same actions as before the option existed.
+    U(5, 8) cm above it, ``"drop"`` grasps and lets go after 1-4 steps of lift or carry; each kind equally likely.
+    The expert notices the empty gripper on the way up and starts over (re-opening on the way back to the object).
+    At most ``MAX_MISSES`` (2) attempts of an episode miss; the next one is clean. ``miss=0`` gives the same
+    actions as before the option existed.
     """
 
     def __init__(self, env, noise: float = 0.0, seed: int | None = None, tolerance: float = 0.012,

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the episode sample")
     p.add_argument("--top", type=int, default=8, help="largest transitions listed")
     args = p.parse_args(argv)
-    cache = LatentCache(args.cache)
     if args.episodes is not None and args.episodes < 1:
         p.error(f"--episodes must be >= 1, got {args.episodes}")
+    cache = LatentCache(args.cache)
     episodes = np.arange(len(cache))
     if args.episodes is not None and args.episodes < len(cache):
         episodes = np.sort(np.random.default_rng(args.seed).choice(len(cache), args.episodes, replace=False))

@@ -302,7 +302,9 @@ def check_dataset(config: CollectConfig) -> None:
 
     Compares every field but :data:`NON_DATA_FIELDS` with the stored ``collect_config.json`` (and, when both use the
     same policy, but the ones it never reads: ``mix_weights`` unless ``mix``, ``noise`` for ``expert``/``random``,
-    ``expert_fn`` for ``random``); a field the stored file lacks counts as differing. A directory with episodes and no stored config is refused (see the module docstring).
+    ``expert_fn`` for ``random``); a field the stored file lacks counts as differing, except one of
+    :data:`ADDED_FIELDS`, which counts as its default. A directory with episodes and no stored config is refused
+    (see the module docstring).
     """
     out = Path(config.out)
     stored_path = out / CONFIG_FILE

@@ -48,7 +48,8 @@ class FrankaEnvConfig:
     image_size: (height, width) of rendered images.  camera: "exterior_1" | "exterior_2" | "workspace" | "side" | "top" | "wrist",
         or "dual" (side view over top view, each half the height), or "dual_close" (the same viewpoints zoomed onto
         the task volume, each a square view squeezed into its half), or "dual_wrist" (side, top and wrist views,
-        each a third of the height).
+        each a third of the height), or "dual_wrist_large" (the same, the wrist view half the height), or
+        "dual_wrist_tiled" (side and top side by side in the upper half, the wrist view in the lower half).
     wrist_camera: add ``obs["wrist_pixels"]``.  goal_keys: add GoalEnv keys observation/achieved_goal/desired_goal.
     max_translation / max_rotation: per-step limits of |dxyz| (m, per axis) and |d_euler| (rad, per axis).
     leash / leash_rotation: the integrated target stays within this distance (m / rad) of the measured pose.

@@ -30,9 +30,12 @@ CAMERA_FOVYS = {"side": 42.0, "top": 38.0, "side_close": 28.0, "top_close": 34.0
 # removes the single camera's line-of-sight valley; it is the bundled model's observation. "dual_wrist" adds the
 # wrist camera as a third band, as a real Franka cell has one: a held object fills it, one left on the table does not;
 # "dual_wrist_large" gives the wrist band half the height (COMPOSITE_ROWS), so the energy weighs it as much as both
-# exterior views together.
+# exterior views together. A band may be a tuple of cameras, tiled side by side (equal widths, leftover columns first):
+# "dual_wrist_tiled" puts side and top next to each other in the upper half and the wrist view in the lower half, so
+# each exterior view is square (4 x 4 patches at 128 px) instead of a 2-patch-high strip as in "dual_wrist_large".
 COMPOSITE_CAMERAS = {"dual": ("side", "top"), "dual_close": ("side_close", "top_close"),
-                     "dual_wrist": ("side", "top", "wrist"), "dual_wrist_large": ("side", "top", "wrist")}
+                     "dual_wrist": ("side", "top", "wrist"), "dual_wrist_large": ("side", "top", "wrist"),
+                     "dual_wrist_tiled": (("side", "top"), "wrist")}
 COMPOSITE_ROWS = {"dual_wrist_large": (1, 1, 2)}  # relative band heights where not equal
 # Composites whose parts are rendered with the band's width and k = round(width / band height) times its height, then
 # averaged over each k rows: a square field of view squeezed into a wide band, so the task volume fills the band and
@@ -51,6 +54,16 @@ def band_rows(camera: str, height: int) -> list[int]:
     return [r + (i < height - sum(rows)) for i, r in enumerate(rows)]
 
 
+def split_even(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` sizes that differ by at most one, the first parts taking the leftover."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def composite_parts(camera: str) -> tuple[str, ...]:
+    """The plain cameras of composite ``camera``, band by band and left to right."""
+    return tuple(n for band in COMPOSITE_CAMERAS[camera] for n in ((band,) if isinstance(band, str) else band))
+
+
 def camera_fovy(name: str) -> float:
     """Vertical field of view (degrees) of an exterior camera."""
     return CAMERA_FOVYS.get(name, CAMERA_FOVY)
@@ -58,14 +71,20 @@ def camera_fovy(name: str) -> float:
 
 def render_composite(render_view, camera: str, height: int, width: int) -> np.ndarray:
     """uint8 [height, width, 3] image of composite ``camera``: ``render_view(name, h, w)`` per part, stacked in
-    bands of :func:`band_rows` rows."""
+    bands of :func:`band_rows` rows; a band of several cameras tiles them side by side (:func:`split_even` columns)."""
     bands = []
-    for name, h in zip(COMPOSITE_CAMERAS[camera], band_rows(camera, height)):
-        k = max(1, round(width / h)) if camera in SQUEEZED_COMPOSITES else 1
-        img = render_view(name, h * k, width)
-        if k > 1:  # average each k rows (rounded): the square view squeezed into its band
-            img = ((img.reshape(h, k, width, -1).astype(np.uint16).sum(axis=1) + k // 2) // k).astype(np.uint8)
-        bands.append(img)
+    for band, h in zip(COMPOSITE_CAMERAS[camera], band_rows(camera, height)):
+        names = (band,) if isinstance(band, str) else band
+        if width < len(names):
+            raise ValueError(f"width must be >= {len(names)} for camera {camera!r}, got {width}")
+        tiles = []
+        for name, w in zip(names, split_even(width, len(names))):
+            k = max(1, round(w / h)) if camera in SQUEEZED_COMPOSITES else 1
+            img = render_view(name, h * k, w)
+            if k > 1:  # average each k rows (rounded): the square view squeezed into its band
+                img = ((img.reshape(h, k, w, -1).astype(np.uint16).sum(axis=1) + k // 2) // k).astype(np.uint8)
+            tiles.append(img)
+        bands.append(np.concatenate(tiles, axis=1))
     return np.concatenate(bands, axis=0)
 
 

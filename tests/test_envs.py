@@ -436,6 +436,14 @@ def test_dual_wrist_adds_the_wrist_view_as_a_third_band(backend):
         np.testing.assert_array_equal(large[rows], base.render(camera=name, image_size=size))
     with pytest.raises(ValueError, match="height must be >= 4"):
         base.render(camera="dual_wrist_large", image_size=(3, 8))
+    # "dual_wrist_tiled": side | top tiled in the upper half (leftover column to the side view), wrist below
+    tiled = base.render(camera="dual_wrist_tiled", image_size=(48, 49))
+    for rows, cols, name in ((slice(0, 24), slice(0, 25), "side"), (slice(0, 24), slice(25, 49), "top"),
+                             (slice(24, 48), slice(0, 49), "wrist")):
+        size = (rows.stop - rows.start, cols.stop - cols.start)
+        np.testing.assert_array_equal(tiled[rows, cols], base.render(camera=name, image_size=size))
+    with pytest.raises(ValueError, match="width must be >= 2"):
+        base.render(camera="dual_wrist_tiled", image_size=(8, 1))
 
     def red(img):
         img = img.astype(int)

@@ -61,13 +61,17 @@ def test_fp32_plans_are_the_same_bit_for_bit(bundled, reference):
 
 
 def test_bf16_plans_are_as_good_as_before(bundled, reference):
-    """bf16 rounds differently (fused GELU, attention scores in bf16): the plans stay within 2 cm of the old bf16
-    plans (7 mm on the CPU that made them) and their fp32 energy is no worse than the old bf16 plan's."""
+    """bf16 rounds differently (fused GELU, attention scores in bf16, AMX or AVX-512 accumulation): the plans' arm
+    commands (translation; rotation is not searched) stay within 2 cm of the old bf16 plans (7 mm on the AMD CPU
+    that made them, 3 mm on an Intel Xeon with AMX), their gripper commands within 0.1 of the [-1, 1] range (the
+    energy barely depends on it, so CEM's mean wanders: 0.03-0.07 on the Xeon), and their fp32 energy is no worse
+    than the old bf16 plan's."""
     for ref in reference:
         if ref["dtype"] != "bf16":
             continue
         plan, z0, s0 = _replan(bundled, ref)
-        assert (plan.actions - ref["actions"]).abs().max() < 0.02, (ref["case"], ref["planner"])
+        diff = (plan.actions - ref["actions"]).abs()
+        assert diff[..., :6].max() < 0.02 and diff[..., 6].max() < 0.1, (ref["case"], ref["planner"], diff)
 
         def energy(actions, z0=z0, s0=s0, ref=ref):
             return float(rollout_energy(bundled, z0, s0, ref["z_goal"], actions[None]))

@@ -366,13 +366,14 @@ def test_cli_run_rejects_unusable_planning_input(tiny_model_with_planning, tmp_p
 def test_sim_driver_composite_view_has_no_pinhole_intrinsics():
     from envs.robot import SimDriver
 
-    driver = SimDriver("reach", image_size=(32, 32), camera="dual")
-    try:
-        with pytest.raises(RuntimeError, match="composite view 'dual'"):
-            driver.intrinsics  # noqa: B018
-        assert driver.read().image.shape == (32, 32, 3)
-    finally:
-        driver.close()
+    for camera, parts in (("dual", "side, top"), ("dual_wrist_tiled", "side, top, wrist")):
+        driver = SimDriver("reach", image_size=(32, 32), camera=camera)
+        try:
+            with pytest.raises(RuntimeError, match=f"composite view '{camera}' \\({parts}\\)"):
+                driver.intrinsics  # noqa: B018
+            assert driver.read().image.shape == (32, 32, 3)
+        finally:
+            driver.close()
 
 
 def test_cli_refuses_a_goal_that_is_not_an_image_and_a_negative_warmup(tiny_model_with_planning, tmp_path):

@@ -99,11 +99,11 @@ class SimDriver(DriverBase):
     def intrinsics(self) -> CameraIntrinsics:
         """Pinhole intrinsics of the rendered camera; ``RuntimeError`` for a composite view (``dual``: two cameras
         stacked in one image have no single pinhole model)."""
-        from envs.scene_layout import COMPOSITE_CAMERAS
+        from envs.scene_layout import COMPOSITE_CAMERAS, composite_parts
 
         cfg = self.env.unwrapped.cfg
         if cfg.camera in COMPOSITE_CAMERAS:
-            raise RuntimeError(f"the composite view {cfg.camera!r} ({' over '.join(COMPOSITE_CAMERAS[cfg.camera])}) "
+            raise RuntimeError(f"the composite view {cfg.camera!r} ({', '.join(composite_parts(cfg.camera))}) "
                                "has no single pinhole intrinsics")
         h, w = cfg.image_size
         fovy = 50.0

@@ -1,12 +1,13 @@
 #!/bin/bash
-# Data of the vjepa2-ac-sim-small v1 candidate (1290 episodes, 76k steps, ~30 min with 2 workers): 128 px
+# Data of the vjepa2-ac-sim-small v1 candidate (1290 episodes, 76k steps, 20-30 min with 2 workers): 128 px
 # dual_wrist_large, mix policy with near-miss grasps; MuJoCo nominal and with every shift factor, PyBullet nominal.
+# CAMERA=dual_wrist_tiled DATA=v1T gives the tiled camera's data (docs/experiments.md: it planned worse).
 # bash configs/bundled/v1/collect.sh   (resumable: run it again after an interruption)
 export MUJOCO_GL=egl PYOPENGL_PLATFORM=egl OMP_NUM_THREADS=1
 ALL='"factors": ["lighting", "table", "object_color", "camera", "distractors"]'
 c() {  # task object episodes seed backend extra-env-kwargs
-  vjepa2-ac collect --env vjepa2ac/$1-v0 --policy mix --episodes $3 --out data/v1L/$5_$6_$1_$2 --seed $4 \
-    --image-size 128 --camera dual_wrist_large --workers ${WORKERS:-2} --no-progress --expert-kwargs '{"miss": 0.5}' \
+  vjepa2-ac collect --env vjepa2ac/$1-v0 --policy mix --episodes $3 --out data/${DATA:-v1L}/$5_$6_$1_$2 --seed $4 \
+    --image-size 128 --camera ${CAMERA:-dual_wrist_large} --workers ${WORKERS:-2} --no-progress --expert-kwargs '{"miss": 0.5}' \
     --env-kwargs "{\"object\": \"$2\", \"backend\": \"$5\"${7:+, $7}}"
 }
 c FrankaPickPlace cube 200 11 mujoco nominal

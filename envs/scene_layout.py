@@ -47,16 +47,15 @@ def band_rows(camera: str, height: int) -> list[int]:
     """Rows of each band of composite ``camera`` at ``height``: proportional to its COMPOSITE_ROWS weights (equal by
     default), rounded down, the first bands taking one leftover row each."""
     weights = COMPOSITE_ROWS.get(camera, (1,) * len(COMPOSITE_CAMERAS[camera]))
-    total = sum(weights)
-    if height < total:
-        raise ValueError(f"height must be >= {total} for camera {camera!r}, got {height}")
-    rows = [height * w // total for w in weights]
-    return [r + (i < height - sum(rows)) for i, r in enumerate(rows)]
+    if height < sum(weights):
+        raise ValueError(f"height must be >= {sum(weights)} for camera {camera!r}, got {height}")
+    return split(height, weights)
 
 
-def split_even(total: int, parts: int) -> list[int]:
-    """``total`` split into ``parts`` sizes that differ by at most one, the first parts taking the leftover."""
-    return [total // parts + (i < total % parts) for i in range(parts)]
+def split(total: int, weights) -> list[int]:
+    """``total`` split in proportion to ``weights``, rounded down, the first parts taking one leftover each."""
+    sizes = [total * w // sum(weights) for w in weights]
+    return [n + (i < total - sum(sizes)) for i, n in enumerate(sizes)]
 
 
 def composite_parts(camera: str) -> tuple[str, ...]:
@@ -71,14 +70,15 @@ def camera_fovy(name: str) -> float:
 
 def render_composite(render_view, camera: str, height: int, width: int) -> np.ndarray:
     """uint8 [height, width, 3] image of composite ``camera``: ``render_view(name, h, w)`` per part, stacked in
-    bands of :func:`band_rows` rows; a band of several cameras tiles them side by side (:func:`split_even` columns)."""
+    bands of :func:`band_rows` rows; a band of several cameras tiles them side by side in equal columns
+    (:func:`split`)."""
     bands = []
     for band, h in zip(COMPOSITE_CAMERAS[camera], band_rows(camera, height)):
         names = (band,) if isinstance(band, str) else band
         if width < len(names):
             raise ValueError(f"width must be >= {len(names)} for camera {camera!r}, got {width}")
         tiles = []
-        for name, w in zip(names, split_even(width, len(names))):
+        for name, w in zip(names, split(width, (1,) * len(names))):
             k = max(1, round(w / h)) if camera in SQUEEZED_COMPOSITES else 1
             img = render_view(name, h * k, w)
             if k > 1:  # average each k rows (rounded): the square view squeezed into its band
